@@ -1,0 +1,41 @@
+# The two commands of the course (see README.md):
+#   make course   create .venv if absent, install, resolve the data, run every chapter into build/
+#   make test     unit tests, then nbval regression checks of the committed notebooks
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PROFILE ?= full
+# An offline data mirror beside the checkout is used when present (development machines, CI).
+ifneq ($(wildcard ../shared/data),)
+export QHELPERS_DATA_MIRROR ?= $(abspath ../shared/data)
+endif
+
+.PHONY: course test unit nbval data notebooks clean
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+data: $(VENV)/.installed
+	$(PY) -m qhelpers.data mnist
+
+course: data
+	$(PY) -m qhelpers.book run --profile $(PROFILE)
+
+test: unit nbval
+
+unit: data
+	$(PY) -m pytest -q tests
+
+nbval: data
+	$(PY) -m pytest -q --nbval notebooks/
+
+# Re-execute the committed notebooks in place (do this before committing them).
+notebooks: data
+	$(PY) -m qhelpers.book execute-in-place
+
+clean:
+	rm -rf build

@@ -1,0 +1,140 @@
+"""Measuring models: serialized size, tensor payload, parameter counts by dtype, CPU latency."""
+
+from __future__ import annotations
+
+import io
+import statistics
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import torch
+from torch import nn
+
+__all__ = ["state_dict_bytes", "payload_bytes", "count_by_dtype", "Latency", "latency", "compare"]
+
+
+def state_dict_bytes(model: nn.Module) -> int:
+    """Bytes of ``torch.save(model.state_dict())``: what the model costs on disk."""
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    return buf.getbuffer().nbytes
+
+
+def _tensors(obj: Any):
+    """Every tensor in a state-dict value (quantized modules store tuples of packed params)."""
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif isinstance(obj, (tuple, list)):
+        for item in obj:
+            yield from _tensors(item)
+    elif isinstance(obj, Mapping):
+        for item in obj.values():
+            yield from _tensors(item)
+
+
+def _state_tensors(model: nn.Module):
+    for value in model.state_dict().values():
+        yield from _tensors(value)
+
+
+def payload_bytes(model: nn.Module) -> int:
+    """Bytes of the tensor data alone (``numel * element_size``), without the file's overhead."""
+    return sum(t.numel() * t.element_size() for t in _state_tensors(model))
+
+
+def count_by_dtype(model: nn.Module) -> dict[str, int]:
+    """Number of stored values per dtype, e.g. ``{'torch.qint8': 21840, 'torch.float32': 80}``."""
+    counts: Counter[str] = Counter()
+    for t in _state_tensors(model):
+        counts[str(t.dtype)] += t.numel()
+    return dict(counts)
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Wall time of one forward pass, in milliseconds, over repeated runs."""
+
+    median_ms: float
+    p10_ms: float
+    p90_ms: float
+    samples_ms: tuple[float, ...]
+    threads: int
+
+    def __str__(self) -> str:
+        return f"{self.median_ms:.3f} ms (p10 {self.p10_ms:.3f}, p90 {self.p90_ms:.3f}, n={len(self.samples_ms)})"
+
+
+def latency(
+    model: nn.Module | Callable[[torch.Tensor], Any],
+    example: torch.Tensor,
+    *,
+    repeats: int = 50,
+    warmup: int = 10,
+    threads: int = 2,
+    min_time_s: float = 0.0,
+) -> Latency:
+    """Median CPU latency of ``model(example)`` in inference mode, with a fixed thread count.
+
+    ``warmup`` calls are run and discarded first (lazy packing, compilation,
+    caches); then ``repeats`` timed calls, continued until ``min_time_s`` has
+    passed if that is set. The previous thread count is restored afterwards.
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats={repeats} must be at least 1")
+    if isinstance(model, nn.Module):
+        model.eval()
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.inference_mode():
+            for _ in range(warmup):
+                model(example)
+            samples: list[float] = []
+            start = time.perf_counter()
+            while len(samples) < repeats or time.perf_counter() - start < min_time_s:
+                t0 = time.perf_counter()
+                model(example)
+                samples.append((time.perf_counter() - t0) * 1e3)
+    finally:
+        torch.set_num_threads(old_threads)
+    q = statistics.quantiles(samples, n=10) if len(samples) > 1 else [samples[0]] * 9
+    return Latency(statistics.median(samples), q[0], q[-1], tuple(samples), threads)
+
+
+def compare(
+    models: Mapping[str, nn.Module],
+    example: torch.Tensor | None = None,
+    accuracy: Mapping[str, float] | None = None,
+    *,
+    repeats: int = 50,
+    threads: int = 2,
+    baseline: str | None = None,
+):
+    """One table (a pandas DataFrame) comparing model variants: size, payload, latency, accuracy.
+
+    ``baseline`` (default: the first model) is the row the ratios are taken against.
+    Latency is measured only when ``example`` is given.
+    """
+    import pandas as pd
+
+    if not models:
+        raise ValueError("compare() needs at least one model")
+    baseline = baseline or next(iter(models))
+    rows = {}
+    for name, model in models.items():
+        row: dict[str, Any] = {
+            "file size (KB)": state_dict_bytes(model) / 1e3,
+            "payload (KB)": payload_bytes(model) / 1e3,
+        }
+        if example is not None:
+            row["latency (ms)"] = latency(model, example, repeats=repeats, threads=threads).median_ms
+        if accuracy is not None and name in accuracy:
+            row["accuracy (%)"] = 100 * accuracy[name]
+        rows[name] = row
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table["size ratio"] = table.loc[baseline, "file size (KB)"] / table["file size (KB)"]
+    if "latency (ms)" in table:
+        table["speedup"] = table.loc[baseline, "latency (ms)"] / table["latency (ms)"]
+    return table

@@ -1,0 +1,123 @@
+"""The course's models: the article's SimpleCNN, its quantization-ready twin, and ResNet-18.
+
+``SimpleCNN`` is the source article's network as written (functional ReLU
+and pooling, ``log_softmax`` output). Eager-mode static quantization needs
+more than that: the points where tensors enter and leave the quantized region
+marked with ``QuantStub``/``DeQuantStub``, and ReLUs as modules so that
+``conv+relu`` and ``linear+relu`` can be fused. ``QuantReadyCNN`` is that
+model; it has the same parameter names, so it loads SimpleCNN's weights.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.ao.quantization import DeQuantStub, QuantStub
+from torchvision import models as tv_models
+
+__all__ = ["SimpleCNN", "QuantReadyCNN", "FUSE_PATTERNS", "resnet18_mnist", "resnet18_imagenet"]
+
+
+class SimpleCNN(nn.Module):
+    """The article's CNN for 1x28x28 images: conv 1->10 k5, conv 10->20 k5, fc 320->50, fc 50->10."""
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 10, kernel_size=5)
+        self.conv2 = nn.Conv2d(10, 20, kernel_size=5)
+        self.fc1 = nn.Linear(320, 50)
+        self.fc2 = nn.Linear(50, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.conv1(x))
+        x = F.max_pool2d(x, 2)
+        x = F.relu(self.conv2(x))
+        x = F.max_pool2d(x, 2)
+        x = x.view(-1, 320)
+        x = F.relu(self.fc1(x))
+        x = self.fc2(x)
+        return F.log_softmax(x, dim=1)
+
+
+class QuantReadyCNN(nn.Module):
+    """SimpleCNN prepared for eager-mode quantization; same parameter names, same function.
+
+    The output is the logits: ``log_softmax`` is monotonic, so predictions are
+    unchanged, and it stays outside the quantized region (after ``dequant``).
+    """
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.quant = QuantStub()
+        self.conv1 = nn.Conv2d(1, 10, kernel_size=5)
+        self.relu1 = nn.ReLU()
+        self.pool1 = nn.MaxPool2d(2)
+        self.conv2 = nn.Conv2d(10, 20, kernel_size=5)
+        self.relu2 = nn.ReLU()
+        self.pool2 = nn.MaxPool2d(2)
+        self.flatten = nn.Flatten()
+        self.fc1 = nn.Linear(320, 50)
+        self.relu3 = nn.ReLU()
+        self.fc2 = nn.Linear(50, num_classes)
+        self.dequant = DeQuantStub()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.quant(x)
+        x = self.pool1(self.relu1(self.conv1(x)))
+        x = self.pool2(self.relu2(self.conv2(x)))
+        x = self.flatten(x)
+        x = self.relu3(self.fc1(x))
+        x = self.fc2(x)
+        return self.dequant(x)
+
+    @classmethod
+    def from_simple_cnn(cls, model: SimpleCNN) -> "QuantReadyCNN":
+        """A QuantReadyCNN carrying a copy of ``model``'s trained weights."""
+        ready = cls(num_classes=model.fc2.out_features)
+        ready.load_state_dict(model.state_dict())
+        return ready
+
+
+# Module groups that torch.ao.quantization.fuse_modules fuses in QuantReadyCNN.
+FUSE_PATTERNS: list[list[str]] = [["conv1", "relu1"], ["conv2", "relu2"], ["fc1", "relu3"]]
+
+
+def resnet18_mnist(num_classes: int = 10, stem: Literal["small"] = "small") -> nn.Module:
+    """torchvision's ResNet-18 adapted to 1x28x28 images.
+
+    The ImageNet stem (7x7 stride-2 conv, then max-pool) would shrink a 28x28
+    digit to 7x7 before the first residual block. The small-image stem used
+    for CIFAR-style inputs keeps the resolution: a 3x3 stride-1 conv with one
+    input channel and no max-pool, so the blocks see 28 -> 14 -> 7 -> 4.
+    The model is torchvision's quantizable ResNet-18 (``QuantizableResNet``),
+    so it has ``fuse_model`` and quant/dequant stubs for eager quantization,
+    and behaves as a plain float model until prepared.
+    """
+    if stem != "small":
+        raise ValueError(f"unknown stem {stem!r}; only 'small' is provided")
+    from torchvision.models.quantization import resnet18 as q_resnet18
+
+    model = q_resnet18(weights=None, quantize=False, num_classes=num_classes)
+    model.conv1 = nn.Conv2d(1, 64, kernel_size=3, stride=1, padding=1, bias=False)
+    model.maxpool = nn.Identity()
+    return model
+
+
+def resnet18_imagenet(weights: Literal["none", "imagenet"] = "imagenet", quantizable: bool = True) -> nn.Module:
+    """ResNet-18 for 3x224x224 ImageNet images, with torchvision's ``IMAGENET1K_V1`` weights.
+
+    The weights come from ``$TORCH_HOME/hub/checkpoints/`` (downloaded there by
+    torchvision if absent and online). ``quantizable=True`` returns
+    torchvision's quantizable variant (``fuse_model``, stubs) with the same weights.
+    """
+    if weights not in ("none", "imagenet"):
+        raise ValueError(f"weights={weights!r}: choose 'none' (random init) or 'imagenet'")
+    enum = tv_models.ResNet18_Weights.IMAGENET1K_V1 if weights == "imagenet" else None
+    if quantizable:
+        from torchvision.models.quantization import resnet18 as q_resnet18
+
+        return q_resnet18(weights=enum, quantize=False)
+    return tv_models.resnet18(weights=enum)

@@ -1,0 +1,101 @@
+"""The matplotlib figures the chapters share. Each returns its ``Figure`` for the notebook to show."""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import torch
+from matplotlib.figure import Figure
+
+from .quant import QParams, PerTensor, dequantize
+
+__all__ = ["weight_histogram", "error_vs_bits", "comparison_bars", "sensitivity", "training_curves"]
+
+
+def weight_histogram(values: torch.Tensor, qparams: QParams | None = None, *, bins: int = 120, title: str = "") -> Figure:
+    """Histogram of a tensor's values with the quantization grid (and clipping range) drawn over it.
+
+    With more than 64 grid levels only the clipping range is drawn, as the
+    lines would merge. ``qparams`` must be per-tensor (one grid).
+    """
+    x = values.detach().float().flatten()
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    ax.hist(x.numpy(), bins=bins, color="tab:blue", alpha=0.75)
+    if qparams is not None:
+        if not isinstance(qparams.granularity, PerTensor):
+            raise ValueError("weight_histogram draws one grid: pass per-tensor qparams (e.g. of one channel)")
+        levels = dequantize(torch.arange(qparams.quant_min, qparams.quant_max + 1), qparams)
+        lo, hi = float(levels[0]), float(levels[-1])
+        if len(levels) <= 64:
+            for v in levels.tolist():
+                ax.axvline(v, color="tab:orange", lw=0.6, alpha=0.7)
+        ax.axvspan(lo, hi, color="tab:orange", alpha=0.08, label=f"{qparams.bits}-bit range [{lo:.3g}, {hi:.3g}]")
+        ax.legend(loc="upper right")
+    ax.set_xlabel("value")
+    ax.set_ylabel("count")
+    ax.set_title(title or "value histogram")
+    fig.tight_layout()
+    return fig
+
+
+def error_vs_bits(bits: Sequence[int], curves: Mapping[str, Sequence[float]], *, ylabel: str = "SQNR (dB)", title: str = "") -> Figure:
+    """One line per method of an error metric (e.g. SQNR) against bit-width."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for label, ys in curves.items():
+        ax.plot(list(bits), list(ys), marker="o", label=label)
+    ax.set_xlabel("bits")
+    ax.set_ylabel(ylabel)
+    ax.set_xticks(list(bits))
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(title or f"{ylabel} vs bit-width")
+    fig.tight_layout()
+    return fig
+
+
+def comparison_bars(table, columns: Sequence[str] | None = None, *, title: str = "") -> Figure:
+    """One bar chart per column of a comparison table (rows = model variants), e.g. from ``bench.compare``."""
+    columns = list(columns or table.columns)
+    fig, axes = plt.subplots(1, len(columns), figsize=(3.2 * len(columns), 3.2), squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, col in zip(axes[0], columns):
+        vals = table[col]
+        ax.bar(range(len(vals)), vals.values, color=[colors[i % len(colors)] for i in range(len(vals))])
+        ax.set_xticks(range(len(vals)), [str(i) for i in table.index], rotation=30, ha="right")
+        ax.set_title(col)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def sensitivity(scores: Mapping[str, float], *, xlabel: str = "accuracy drop (pp)", title: str = "") -> Figure:
+    """Horizontal bars of a per-layer sensitivity score, most sensitive at the top."""
+    items = sorted(scores.items(), key=lambda kv: kv[1])
+    fig, ax = plt.subplots(figsize=(6, 0.28 * len(items) + 1.2))
+    ax.barh([k for k, _ in items], [v for _, v in items], color="tab:red")
+    ax.set_xlabel(xlabel)
+    ax.set_title(title or "per-layer sensitivity")
+    fig.tight_layout()
+    return fig
+
+
+def training_curves(history, *, title: str = "") -> Figure:
+    """Training/validation loss and validation accuracy per epoch, from a ``train.History``."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8, 3))
+    epochs = range(1, len(history.train_loss) + 1)
+    ax1.plot(epochs, history.train_loss, marker="o", label="train")
+    if history.val_loss:
+        ax1.plot(epochs, history.val_loss, marker="o", label="validation")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("loss")
+    ax1.legend()
+    if history.val_accuracy:
+        ax2.plot(epochs, [100 * a for a in history.val_accuracy], marker="o", color="tab:green")
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("validation accuracy (%)")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

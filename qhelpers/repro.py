@@ -1,0 +1,34 @@
+"""Reproducibility: one call that fixes seeds, thread count and the quantized engine."""
+
+from __future__ import annotations
+
+import random
+import warnings
+
+import numpy as np
+import torch
+
+__all__ = ["setup"]
+
+
+def setup(seed: int = 0, threads: int = 2, engine: str = "x86", quiet_deprecations: bool = True) -> str:
+    """Seed Python, NumPy and torch; fix torch's thread count; pick the quantized CPU engine.
+
+    Fixed threads make timings comparable and floating-point reductions
+    repeatable. ``x86`` is the fbgemm-based engine for these CPUs.
+    ``quiet_deprecations`` hides the (expected, repeated) deprecation warnings
+    of ``torch.ao.quantization``; the chapters say what replaces it.
+    Returns a one-line summary to print.
+    """
+    if engine not in torch.backends.quantized.supported_engines:
+        raise ValueError(f"quantized engine {engine!r} not supported here; choose from {torch.backends.quantized.supported_engines}")
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads)
+    torch.backends.quantized.engine = engine
+    if quiet_deprecations:
+        warnings.filterwarnings("ignore", message=r".*torch\.ao\.quantization.*deprecated.*")
+        warnings.filterwarnings("ignore", message=r".*quantized tensor creation functions.*deprecated.*")
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.ao\.quantization.*")
+    return f"torch {torch.__version__} | seed {seed} | {threads} threads | quantized engine {engine}"
