@@ -200,8 +200,10 @@ def choose_qparams(
         max_pos = torch.maximum(-min_neg, max_pos)
         scale = max_pos / (float(quant_max - quant_min) / 2)
         scale = torch.clamp(scale, min=EPS)
-        # Zero sits in the middle of the grid: 0 for signed, 2**(b-1) for unsigned.
-        zero_point = torch.full_like(scale, 0 if signed else (quant_min + quant_max + 1) // 2, dtype=torch.int64)
+        # Zero sits in the middle of the grid: 0 for signed; for unsigned PyTorch's observers use
+        # 128 for 8 bits and the rounded-down midpoint for other widths. We follow them exactly.
+        middle = 128 if bits == 8 else (quant_min + quant_max) // 2
+        zero_point = torch.full_like(scale, 0 if signed else middle, dtype=torch.int64)
     elif mapping is MappingType.ASYMMETRIC:
         scale = (max_pos - min_neg) / float(quant_max - quant_min)
         scale = torch.clamp(scale, min=EPS)
