@@ -10,7 +10,17 @@ from matplotlib.figure import Figure
 
 from .quant import QParams, PerTensor, dequantize
 
-__all__ = ["weight_histogram", "error_vs_bits", "comparison_bars", "sensitivity", "training_curves"]
+__all__ = [
+    "weight_histogram",
+    "error_vs_bits",
+    "comparison_bars",
+    "sensitivity",
+    "training_curves",
+    "format_precision",
+    "clipping_tradeoff",
+    "per_channel_error",
+    "ste",
+]
 
 
 def weight_histogram(values: torch.Tensor, qparams: QParams | None = None, *, bins: int = 120, title: str = "") -> Figure:
@@ -95,6 +105,96 @@ def training_curves(history, *, title: str = "") -> Figure:
         ax2.plot(epochs, [100 * a for a in history.val_accuracy], marker="o", color="tab:green")
     ax2.set_xlabel("epoch")
     ax2.set_ylabel("validation accuracy (%)")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+# --- chapters 01-03 -------------------------------------------------------------------------
+
+
+def format_precision(values: torch.Tensor, errors: Mapping[str, torch.Tensor], *, limits: Mapping[str, float] | None = None,
+                     title: str = "") -> Figure:
+    """Relative rounding error of storing ``values`` in each format (log-log); overflow (inf) is drawn at the top.
+
+    ``errors`` maps a format name to the relative error at each value (``inf``
+    where the value overflowed, 1.0 where it flushed to zero); ``limits``
+    marks e.g. the largest finite value of a format.
+    """
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    v = values.double().numpy()
+    top = 2.0
+    for label, err in errors.items():
+        e = err.double().clamp(min=1e-12)
+        finite = torch.isfinite(e)
+        ax.loglog(v[finite.numpy()], e[finite].numpy(), lw=0.8, label=label)
+        if (~finite).any():
+            ax.scatter(v[(~finite).numpy()], [top] * int((~finite).sum()), marker="x", s=12, label=f"{label}: overflow to inf")
+    for label, x in (limits or {}).items():
+        ax.axvline(x, color="gray", ls="--", lw=0.8)
+        ax.text(x, 1e-9, f" {label}", rotation=90, va="bottom", fontsize=8, color="gray")
+    ax.set_ylim(1e-10, top * 2)
+    ax.set_xlabel("value")
+    ax.set_ylabel("relative error")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="lower left")
+    ax.set_title(title or "where FP16 and BF16 lose precision or overflow")
+    fig.tight_layout()
+    return fig
+
+
+def clipping_tradeoff(sweep: Mapping[str, Sequence[float]], *, marks: Mapping[str, float] | None = None, title: str = "") -> Figure:
+    """Rounding, clipping and total MSE against the clipping range (from ``calibration.clip_sweep``).
+
+    ``marks`` draws vertical lines, e.g. the ranges chosen by each calibration method.
+    """
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for key, style in (("rounding", "-"), ("clipping", "-"), ("total", "k--")):
+        ys = [max(y, 1e-12) for y in sweep[key]]
+        ax.semilogy(sweep["clip"], ys, style, label=f"{key} error")
+    for label, x in (marks or {}).items():
+        ax.axvline(x, lw=0.8, color="gray", ls=":")
+        ax.text(x, ax.get_ylim()[1], f" {label}", rotation=90, va="top", fontsize=8)
+    ax.set_xlabel("clipping range (max |value| kept)")
+    ax.set_ylabel("mean squared error")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(title or "rounding error vs clipping error")
+    fig.tight_layout()
+    return fig
+
+
+def per_channel_error(errors: Mapping[str, Sequence[float]], *, ylabel: str = "MSE", title: str = "") -> Figure:
+    """Grouped bars: the error of each output channel under each scheme (per-tensor, per-channel, ...)."""
+    fig, ax = plt.subplots(figsize=(9, 3.2))
+    n = len(next(iter(errors.values())))
+    width = 0.8 / len(errors)
+    for i, (label, ys) in enumerate(errors.items()):
+        ax.bar([c + i * width for c in range(n)], list(ys), width=width, label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel("output channel")
+    ax.set_ylabel(ylabel)
+    ax.legend()
+    ax.set_title(title or "quantization error per output channel")
+    fig.tight_layout()
+    return fig
+
+
+def ste(x: torch.Tensor, y: torch.Tensor, grad: torch.Tensor, *, title: str = "") -> Figure:
+    """Fake quantization's staircase (left) and the gradient autograd gives it (right)."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2))
+    xs = x.detach().numpy()
+    ax1.plot(xs, xs, color="gray", lw=0.8, ls="--", label="identity")
+    ax1.plot(xs, y.detach().numpy(), label="fake_quantize(x)")
+    ax1.set_xlabel("x")
+    ax1.legend()
+    ax1.set_title("forward: values snap to the grid")
+    ax2.plot(xs, grad.detach().numpy(), color="tab:red")
+    ax2.set_ylim(-0.1, 1.2)
+    ax2.set_xlabel("x")
+    ax2.set_ylabel("d output / d x")
+    ax2.set_title("backward: straight-through, 0 where clipped")
     if title:
         fig.suptitle(title)
     fig.tight_layout()
