@@ -1,0 +1,130 @@
+"""The three PTQ flows on the (untrained, seeded) course CNN with random inputs: fast."""
+
+import pytest
+import torch
+from torch.ao.nn import intrinsic as nni
+from torch.ao.nn import quantized as nnq
+
+import qhelpers
+from qhelpers import flows
+from qhelpers.models import FUSE_PATTERNS, QuantReadyCNN, SimpleCNN
+
+
+@pytest.fixture(scope="module")
+def setup():
+    qhelpers.setup(0)
+    torch.manual_seed(0)
+    model = SimpleCNN().eval()
+    calibration = [torch.randn(16, 1, 28, 28) for _ in range(3)]
+    return model, calibration
+
+
+def _close(a: torch.Tensor, b: torch.Tensor, rel: float = 0.1) -> bool:
+    """Quantized outputs track the float ones: error small relative to the output's spread."""
+    a, b = a.detach(), b.detach()
+    return float((a - b).abs().max()) <= rel * float(b.abs().max())
+
+
+def test_calibrate_rejects_no_batches(setup):
+    model, _ = setup
+    with pytest.raises(ValueError, match="no batches"):
+        flows.calibrate(model, [])
+
+
+def test_calibrate_accepts_loader_pairs(setup):
+    model, calibration = setup
+    seen = []
+    handle = model.conv1.register_forward_hook(lambda m, i, o: seen.append(i[0].shape[0]))
+    try:
+        flows.calibrate(model, [(calibration[0], torch.zeros(16)), calibration[1]])
+    finally:
+        handle.remove()
+    assert seen == [16, 16]
+
+
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_ptq_eager_quantizes_and_leaves_input_untouched(setup, per_channel):
+    model, calibration = setup
+    ready = QuantReadyCNN.from_simple_cnn(model).eval()
+    before = {k: v.clone() for k, v in ready.state_dict().items()}
+    q = flows.ptq_eager(ready, calibration, fuse=FUSE_PATTERNS, per_channel=per_channel)
+    assert isinstance(q.conv1, nni.quantized.ConvReLU2d)
+    assert isinstance(q.fc1, nni.quantized.LinearReLU)
+    assert isinstance(q.fc2, nnq.Linear)
+    expected = torch.per_channel_affine if per_channel else torch.per_tensor_affine
+    assert q.conv2.weight().qscheme() == expected
+    assert all(torch.equal(before[k], v) for k, v in ready.state_dict().items())
+    assert isinstance(ready.conv1, torch.nn.Conv2d)  # not fused in place
+    x = calibration[0]
+    assert _close(q(x), ready(x))
+
+
+def test_ptq_eager_fuse_callable_and_qconfig(setup):
+    model, calibration = setup
+    calls = []
+
+    def fuse(m):
+        calls.append(type(m).__name__)
+        torch.ao.quantization.fuse_modules(m, FUSE_PATTERNS, inplace=True)
+
+    q = flows.ptq_eager(QuantReadyCNN.from_simple_cnn(model), calibration, fuse=fuse, qconfig=flows.per_tensor_qconfig())
+    assert calls == ["QuantReadyCNN"]
+    assert q.conv1.weight().qscheme() == torch.per_tensor_affine
+
+
+def test_ptq_eager_errors(setup):
+    model, calibration = setup
+    with pytest.raises(ValueError, match="QuantStub"):
+        flows.ptq_eager(model, calibration)
+    with pytest.raises(ValueError, match="does not have"):
+        flows.ptq_eager(QuantReadyCNN.from_simple_cnn(model), calibration, fuse=[["conv1", "relu9"]])
+    with pytest.raises(ValueError, match="empty"):
+        flows.ptq_eager(QuantReadyCNN.from_simple_cnn(model), [])
+    with pytest.raises(TypeError, match="sequence of batches"):
+        flows.ptq_eager(QuantReadyCNN.from_simple_cnn(model), calibration[0])
+
+
+def test_views_as_reshapes(setup):
+    model, calibration = setup
+    gm = flows.views_as_reshapes(model)
+    targets = [n.target for n in gm.graph.nodes if n.op == "call_method"]
+    assert "view" not in targets and "reshape" in targets
+    x = calibration[0]
+    assert torch.equal(gm(x), model(x))
+
+
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_ptq_fx_plain_model(setup, per_channel):
+    model, calibration = setup
+    q = flows.ptq_fx(model, calibration, (calibration[0][:1],), per_channel=per_channel)
+    kinds = {type(m) for m in q.modules()}
+    assert nni.quantized.ConvReLU2d in kinds and nni.quantized.LinearReLU in kinds  # fused automatically
+    conv = next(m for m in q.modules() if isinstance(m, nni.quantized.ConvReLU2d))
+    assert conv.weight().qscheme() == (torch.per_channel_affine if per_channel else torch.per_tensor_affine)
+    x = calibration[1]
+    assert _close(q(x), model(x), rel=0.2)  # log-probabilities, compared over their whole range
+
+
+def test_ptq_fx_needs_tuple(setup):
+    model, calibration = setup
+    with pytest.raises(TypeError, match="tuple"):
+        flows.ptq_fx(model, calibration, calibration[0])
+
+
+@pytest.mark.slow
+def test_ptq_pt2e(setup):
+    model, calibration = setup
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    q = flows.ptq_pt2e(model, calibration, (calibration[0][:2],))
+    ops = {str(n.target) for n in q.graph.nodes if n.op == "call_function"}
+    assert any("quantize_per_tensor" in o for o in ops) and any("dequantize_per_channel" in o for o in ops)
+    used = flows.graph_tensors(q)
+    int8 = [t for t in used.values() if t.dtype == torch.int8]
+    assert sum(t.numel() for t in int8) == sum(p.numel() for n, p in model.named_parameters() if n.endswith("weight"))
+    for batch in (1, 7):  # the batch dimension was exported as dynamic
+        x = torch.randn(batch, 1, 28, 28)
+        q.eval()  # allowed on the exported module (returns None there, unlike nn.Module.eval)
+        assert _close(q(x), model(x), rel=0.2)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    qt = flows.ptq_pt2e(model, calibration, (calibration[0][:2],), per_channel=False)
+    assert any("dequantize_per_tensor" in str(n.target) and n.args[0].op == "get_attr" for n in qt.graph.nodes if n.op == "call_function")
