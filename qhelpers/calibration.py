@@ -1,0 +1,209 @@
+"""Choosing the clipping range: min/max, percentile, or the range that minimizes the error.
+
+Quantization error has two parts. Values inside the clipping range are
+*rounded* to the nearest grid level (error at most half a step); values
+outside it are *clipped* to the ends (error as large as the outlier). A wide
+range (min/max) has no clipping error but coarse steps; a narrow one has fine
+steps but clips. Each function here returns a :class:`ClipRange` whose
+``min_val``/``max_val`` go straight into :func:`qhelpers.quant.choose_qparams`::
+
+    r = percentile_range(x, 99.9)
+    qp = choose_qparams(x, bits=8, **r.as_kwargs())
+
+Per-tensor ranges are 0-d tensors; with ``PerChannel(axis)`` they have one
+value per channel, as ``choose_qparams`` expects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from .quant import (
+    Granularity,
+    MappingType,
+    PerChannel,
+    PerTensor,
+    QParams,
+    _broadcast,
+    choose_qparams,
+    dequantize,
+    quantize,
+)
+
+__all__ = [
+    "ClipRange",
+    "minmax_range",
+    "percentile_range",
+    "mse_range",
+    "calibrate_range",
+    "METHODS",
+    "ErrorBreakdown",
+    "error_breakdown",
+    "clip_sweep",
+]
+
+METHODS = ("minmax", "percentile", "mse")
+
+
+@dataclass(frozen=True)
+class ClipRange:
+    """A clipping range ``[min_val, max_val]`` and the method that chose it."""
+
+    min_val: torch.Tensor
+    max_val: torch.Tensor
+    method: str
+
+    def as_kwargs(self) -> dict[str, torch.Tensor]:
+        """``{'min_val': ..., 'max_val': ...}`` for :func:`qhelpers.quant.choose_qparams`."""
+        return {"min_val": self.min_val, "max_val": self.max_val}
+
+    def __str__(self) -> str:
+        if self.min_val.dim() == 0:
+            return f"{self.method}: [{float(self.min_val):.4g}, {float(self.max_val):.4g}]"
+        return f"{self.method}: {self.min_val.numel()} per-channel ranges"
+
+
+def _rows(x: torch.Tensor, granularity: Granularity) -> tuple[torch.Tensor, tuple[int, ...]]:
+    """``x`` as rows sharing one range each, and the shape of the range tensors."""
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        raise TypeError(f"x must be a floating-point torch.Tensor, got {type(x).__name__}")
+    if x.numel() == 0:
+        raise ValueError("x is empty: there is no range to calibrate")
+    if not torch.isfinite(x).all():
+        raise ValueError("x holds NaN/inf values; a clipping range needs finite numbers")
+    x = x.detach().float()
+    if isinstance(granularity, PerTensor):
+        return x.reshape(1, -1), ()
+    if isinstance(granularity, PerChannel):
+        if x.dim() == 0:
+            raise ValueError("PerChannel needs a tensor with at least one dimension")
+        axis = granularity.axis % x.dim()
+        return x.movedim(axis, 0).reshape(x.shape[axis], -1), (x.shape[axis],)
+    raise TypeError(f"calibration supports PerTensor() and PerChannel(axis), got {granularity!r}")
+
+
+def minmax_range(x: torch.Tensor, granularity: Granularity = PerTensor()) -> ClipRange:
+    """The full range ``[min(x), max(x)]``: no clipping at all (what ``MinMaxObserver`` uses)."""
+    rows, shape = _rows(x, granularity)
+    lo, hi = torch.aminmax(rows, dim=1)
+    return ClipRange(lo.reshape(shape), hi.reshape(shape), "minmax")
+
+
+def percentile_range(x: torch.Tensor, percentile: float = 99.99, granularity: Granularity = PerTensor()) -> ClipRange:
+    """Clip the ``(100 - percentile)`` % most extreme values on each side.
+
+    ``percentile=99.9`` keeps ``[q_0.1%, q_99.9%]``; ``100`` is the same as min/max.
+    """
+    if not 50.0 < percentile <= 100.0:
+        raise ValueError(f"percentile={percentile} must be in (50, 100], e.g. 99.9 or 99.99")
+    rows, shape = _rows(x, granularity)
+    n = rows.shape[1]
+    # kthvalue instead of torch.quantile: no size limit, and exactly an element of x.
+    k_hi = max(1, min(n, int(round(percentile / 100.0 * (n - 1))) + 1))
+    k_lo = max(1, min(n, n + 1 - k_hi))
+    hi = torch.kthvalue(rows, k_hi, dim=1).values
+    lo = torch.kthvalue(rows, k_lo, dim=1).values
+    return ClipRange(lo.reshape(shape), hi.reshape(shape), f"percentile {percentile:g}")
+
+
+def mse_range(
+    x: torch.Tensor,
+    bits: int = 8,
+    mapping: MappingType = MappingType.ASYMMETRIC,
+    signed: bool = False,
+    granularity: Granularity = PerTensor(),
+    *,
+    num_candidates: int = 100,
+    min_fraction: float = 0.01,
+) -> ClipRange:
+    """The range, among ``num_candidates`` shrinkings of min/max, with the smallest quantization MSE.
+
+    Candidate ``i`` is ``[f * min, f * max]`` with ``f`` evenly spaced from
+    ``min_fraction`` to 1; min/max itself (``f = 1``) is always a candidate, so
+    the result is never worse than :func:`minmax_range`. Per channel, each
+    channel gets its own best ``f``.
+    """
+    if num_candidates < 1:
+        raise ValueError(f"num_candidates={num_candidates} must be at least 1")
+    if not 0.0 < min_fraction <= 1.0:
+        raise ValueError(f"min_fraction={min_fraction} must be in (0, 1]")
+    rows, shape = _rows(x, granularity)
+    lo, hi = torch.aminmax(rows, dim=1)
+    best_err = torch.full_like(lo, float("inf"), dtype=torch.float64)
+    best_f = torch.ones_like(lo)
+    for f in torch.linspace(min_fraction, 1.0, num_candidates).tolist():
+        qp = choose_qparams(rows, bits, mapping, signed, PerChannel(0), min_val=lo * f, max_val=hi * f)
+        err = ((dequantize(quantize(rows, qp), qp) - rows).double() ** 2).mean(dim=1)
+        better = err < best_err
+        best_err = torch.where(better, err, best_err)
+        best_f = torch.where(better, torch.full_like(best_f, f), best_f)
+    return ClipRange((lo * best_f).reshape(shape), (hi * best_f).reshape(shape), "mse")
+
+
+def calibrate_range(x: torch.Tensor, method: str = "minmax", **kwargs) -> ClipRange:
+    """Dispatch by name: ``'minmax'``, ``'percentile'`` (``percentile=``) or ``'mse'`` (``bits=``, ...)."""
+    if method == "minmax":
+        return minmax_range(x, **kwargs)
+    if method == "percentile":
+        return percentile_range(x, **kwargs)
+    if method == "mse":
+        return mse_range(x, **kwargs)
+    raise ValueError(f"unknown calibration method {method!r}; choose one of {METHODS}")
+
+
+@dataclass(frozen=True)
+class ErrorBreakdown:
+    """Mean squared error split into its rounding part (values inside the range) and clipping part."""
+
+    rounding_mse: float
+    clipping_mse: float
+    clipped_fraction: float
+
+    @property
+    def total_mse(self) -> float:
+        return self.rounding_mse + self.clipping_mse
+
+
+def error_breakdown(x: torch.Tensor, qparams: QParams) -> ErrorBreakdown:
+    """How much of the quantize-dequantize error comes from rounding and how much from clipping.
+
+    Both parts are divided by the total number of elements, so they add up to the MSE.
+    """
+    x = x.detach().float()
+    x_hat = dequantize(quantize(x, qparams), qparams)
+    g = qparams.granularity
+    scale = _broadcast(qparams.scale.float(), x, g)
+    zero_point = _broadcast(qparams.zero_point, x, g)
+    lo = (qparams.quant_min - zero_point) * scale  # the grid's two ends
+    hi = (qparams.quant_max - zero_point) * scale
+    clipped = (x < lo - scale / 2) | (x > hi + scale / 2)
+    sq = (x.double() - x_hat.double()) ** 2
+    n = x.numel()
+    return ErrorBreakdown(float(sq[~clipped].sum()) / n, float(sq[clipped].sum()) / n, float(clipped.sum()) / n)
+
+
+def clip_sweep(
+    x: torch.Tensor,
+    fractions: Sequence[float],
+    bits: int = 8,
+    mapping: MappingType = MappingType.SYMMETRIC,
+    signed: bool = True,
+) -> dict[str, list[float]]:
+    """Rounding, clipping and total MSE when the range is ``fraction * max|x|`` (per tensor), for each fraction."""
+    if not len(fractions):
+        raise ValueError("fractions is empty: pass e.g. torch.linspace(0.05, 1, 40).tolist()")
+    a = float(x.detach().abs().max())
+    out: dict[str, list[float]] = {"clip": [], "rounding": [], "clipping": [], "total": []}
+    for f in fractions:
+        if f <= 0:
+            raise ValueError(f"fraction {f} must be positive")
+        qp = choose_qparams(x, bits, mapping, signed, min_val=torch.tensor(-a * f), max_val=torch.tensor(a * f))
+        e = error_breakdown(x, qp)
+        out["clip"].append(a * f)
+        out["rounding"].append(e.rounding_mse)
+        out["clipping"].append(e.clipping_mse)
+        out["total"].append(e.total_mse)
+    return out

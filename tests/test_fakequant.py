@@ -1,0 +1,62 @@
+import pytest
+import torch
+
+from qhelpers.fakequant import FakeQuantizedModel, inserted_modules, module_types, ste_curve
+
+
+def test_ste_curve_is_identity_gradient_inside_zero_outside():
+    x = torch.linspace(-2, 2, 401)
+    y, g = ste_curve(x, 0.1, 0, -8, 7)
+    inside = (x >= -0.8 - 0.05) & (x <= 0.7 + 0.05)
+    assert torch.equal(g[inside.logical_and((x - 0.7).abs() > 0.06).logical_and((x + 0.8).abs() > 0.06)],
+                       torch.ones_like(g[inside.logical_and((x - 0.7).abs() > 0.06).logical_and((x + 0.8).abs() > 0.06)]))
+    assert torch.all(g[x.abs() > 1.0] == 0)
+    assert float(y.max()) == pytest.approx(0.7) and float(y.min()) == pytest.approx(-0.8)
+    with pytest.raises(ValueError):
+        ste_curve(x, 0.1, 0, 7, -8)
+
+
+def test_inserted_modules_lists_what_changed():
+    before = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    after = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU())
+    assert inserted_modules(before, after) == {"1": "ReLU"}
+    assert module_types(before)["0"] == "Linear"
+
+
+def _calibrated(seed=0, reduce_range=True):
+    torch.manual_seed(seed)
+    m = FakeQuantizedModel(32, 16, reduce_range=reduce_range)
+    for _ in range(5):
+        m(torch.randn(128, 32))
+    return m.freeze().eval()
+
+
+@pytest.mark.parametrize("reduce_range", [True, False])
+def test_fake_and_int8_agree_within_one_step(reduce_range):
+    m = _calibrated(reduce_range=reduce_range)
+    q = m.to_int8()
+    x = torch.randn(500, 32) * 1.5  # includes values outside the calibrated range
+    with torch.no_grad():
+        diff = (m(x) - q(x)).abs().max()
+    assert float(diff) <= m.qparams()["output"][0] * 1.0001
+
+
+def test_qparams_follow_the_observed_range():
+    m = _calibrated()
+    s_in, zp_in = m.qparams()["input"]
+    assert 0 < zp_in < 127
+    assert m.qparams()["weight"][1] == 0
+
+
+def test_to_int8_refuses_unfrozen_or_uncalibrated():
+    m = FakeQuantizedModel(4, 4)
+    with pytest.raises(RuntimeError, match="freeze"):
+        m.to_int8()
+    with pytest.raises(RuntimeError, match="calibrated"):
+        m.freeze().to_int8()
+
+
+def test_from_linear_copies_weights():
+    lin = torch.nn.Linear(3, 2)
+    m = FakeQuantizedModel.from_linear(lin)
+    assert torch.equal(m.fc.weight, lin.weight)
