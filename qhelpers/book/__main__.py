@@ -1,0 +1,105 @@
+"""Command line of the book: ``python -m qhelpers.book {run,sweep,report,execute-in-place,check,list,stanza}``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .kernel import NotebookFailed
+from .manifest import FULL, BookError, load_book, parse_assignments, stanza
+
+EPILOG = """examples:
+  python -m qhelpers.book run --profile smoke
+  python -m qhelpers.book run --only mnist-cnn -p bits=4 -p dataset=fashion-mnist
+  python -m qhelpers.book sweep mnist-cnn -p bits=2,3,4,6,8 --profile smoke
+  python -m qhelpers.book execute-in-place notebooks/01_concepts.ipynb
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m qhelpers.book", description=__doc__, epilog=EPILOG,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--book", type=Path, help="path of book.yml (default: the nearest one from the working directory)")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--profile", default=FULL, help="named parameter set from book.yml (default: full = notebook defaults)")
+        p.add_argument("--out", type=Path, help="build folder (default: build/ next to book.yml)")
+        p.add_argument("--no-progress", action="store_true", help="no per-cell progress bar")
+
+    r = sub.add_parser("run", help="execute chapters in order into build/<profile>/ and write the report")
+    common(r)
+    r.add_argument("--only", nargs="+", default=[], metavar="ID", help="run only these chapter ids (still in book order)")
+    r.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="override a parameter in every chapter that has it; CHAPTER.NAME=VALUE for one chapter")
+    r.add_argument("--log-output", action="store_true", help="stream the notebooks' output to this terminal")
+    r.add_argument("--no-report", action="store_true", help="skip writing index.html")
+
+    s = sub.add_parser("sweep", help="run one chapter over a grid of parameter values; table and plot of the results")
+    common(s)
+    s.add_argument("chapter", metavar="ID")
+    s.add_argument("-p", "--param", action="append", default=[], metavar="NAME=V1,V2,...", help="values of a swept parameter (repeat for a grid)")
+    s.add_argument("--keep-going", action="store_true", help="run the remaining points after a failure")
+
+    rep = sub.add_parser("report", help="rewrite build/<profile>/index.html from the last run")
+    rep.add_argument("--profile", default=FULL)
+    rep.add_argument("--out", type=Path)
+
+    e = sub.add_parser("execute-in-place", help="re-execute committed notebooks in place with their defaults (to commit the outputs)")
+    e.add_argument("notebooks", nargs="*", type=Path, help="default: every notebook of notebooks/, in book order")
+
+    sub.add_parser("check", help="validate book.yml against the notebooks")
+    sub.add_parser("list", help="chapters, their parameters and profiles")
+    st = sub.add_parser("stanza", help="print a book.yml entry for a notebook, read from its parameters cell")
+    st.add_argument("notebook", type=Path)
+    st.add_argument("--id", default="")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "stanza":
+            print(stanza(args.notebook, args.id), end="")
+            return 0
+        book = load_book(args.book)
+        if args.command == "check":
+            print(f"{book.path}: {len(book.chapters)} chapters, profiles {', '.join(book.profiles)}: OK")
+        elif args.command == "list":
+            for c in book.chapters:
+                print(f"{c.id}: {c.title}  [{c.notebook.relative_to(book.root)}]\n  {c.summary}")
+                for p in c.parameters.values():
+                    print(f"    {p.describe()}")
+                for prof, values in c.profiles.items():
+                    print(f"    profile {prof}: {', '.join(f'{k}={v!r}' for k, v in values.items()) or 'defaults'}")
+        elif args.command == "run":
+            from .runner import run
+
+            run(book, args.profile, args.only, parse_assignments(args.param), out=args.out,
+                progress=not args.no_progress, log_output=args.log_output, report=not args.no_report)
+        elif args.command == "sweep":
+            from .sweep import sweep
+
+            sweep(book, args.chapter, parse_assignments(args.param, lists=True), profile=args.profile, out=args.out,
+                  progress=not args.no_progress, keep_going=args.keep_going)
+        elif args.command == "report":
+            from .report import write_report
+
+            book.check_profile(args.profile)
+            print(write_report(book, args.profile, out=args.out))
+        elif args.command == "execute-in-place":
+            from .runner import execute_all_in_place
+
+            execute_all_in_place(book, args.notebooks)
+    except NotebookFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except BookError as exc:
+        print(f"error: {exc}" if len(exc.problems) == 1 else f"error:\n{exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""book.yml loading and validation, parameter parsing, run planning and the notebook parameter checks (no kernels)."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+import yaml
+
+from book_fixtures import tiny_book, write_notebook
+from qhelpers.book import BookError, load_book, plan, stanza
+from qhelpers.book.__main__ import main
+from qhelpers.book.manifest import parse_assignments, parse_value
+from qhelpers.params import check_choice, check_range, check_type
+
+
+@pytest.fixture
+def book_path(tmp_path):
+    return tiny_book(tmp_path)
+
+
+def edit(path, change):
+    """Apply ``change`` to the parsed book.yml and write it back."""
+    raw = yaml.safe_load(path.read_text())
+    change(raw)
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def problems(path) -> str:
+    with pytest.raises(BookError) as info:
+        load_book(path)
+    return str(info.value)
+
+
+def test_valid_book_loads(book_path):
+    book = load_book(book_path)
+    assert book.title == "Tiny book"
+    assert [c.id for c in book.chapters] == ["alpha", "beta"]
+    alpha = book.chapter("alpha")
+    assert alpha.parameters["bits"].default == 8 and alpha.parameters["bits"].choices == (2, 4, 8)
+    assert alpha.effective("smoke") == {"bits": 4, "dataset": "mnist"}
+    assert book.chapter("beta").effective("smoke") == {"seed": 0, "fail": False}
+    assert set(book.profiles) == {"full", "smoke"}
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda r: r["chapters"][0].update(notebook="notebooks/nope.ipynb"), "notebooks/nope.ipynb does not exist"),
+    (lambda r: r["chapters"][1].update(id="alpha"), "duplicate id"),
+    (lambda r: r["chapters"][0]["parameters"].update(lr={"type": "float", "default": 0.1, "help": "x"}), "parameter lr is not in the parameters cell"),
+    (lambda r: r["chapters"][0]["parameters"].pop("dataset"), "parameter dataset = 'mnist' is missing from book.yml"),
+    (lambda r: r["chapters"][0]["parameters"]["bits"].update(default="8"), "has type str, expected int"),
+    (lambda r: r["chapters"][0]["parameters"]["bits"].update(type="integer"), "has type 'integer'"),
+    (lambda r: r["chapters"][0]["parameters"]["bits"].update(default=4), "book.yml default 4 differs from the notebook's 8"),
+    (lambda r: r["chapters"][0]["parameters"]["bits"].pop("help"), "has no help text"),
+    (lambda r: r["chapters"][0]["profiles"].update(quick={"bits": 2}), "unknown profile 'quick'"),
+    (lambda r: r["chapters"][0]["profiles"].update(smoke={"bits": 3}), "bits = 3 is not allowed"),
+    (lambda r: r["chapters"][0]["profiles"].update(smoke={"epochs": 1}), "sets epochs, which is not a parameter"),
+    (lambda r: r["chapters"][0]["profiles"].update(full={"bits": 2}), "profile `full` means the notebook defaults"),
+    (lambda r: r["chapters"][1]["parameters"]["seed"].update(range=[1, 10]), "seed = 0 is out of range [1, 10]"),
+    (lambda r: r.pop("title"), "missing `title:`"),
+    (lambda r: r["chapters"][0].pop("summary"), "missing summary"),
+])
+def test_invalid_book_is_refused_with_a_clear_message(book_path, change, expected):
+    assert expected in problems(edit(book_path, change))
+
+
+def test_all_problems_are_reported_at_once(book_path):
+    def change(r):
+        r["chapters"][0]["notebook"] = "missing.ipynb"
+        r["chapters"][1]["parameters"]["seed"]["default"] = 3
+    msg = problems(edit(book_path, change))
+    assert "missing.ipynb does not exist" in msg and "default 3 differs" in msg
+
+
+def test_notebook_without_parameters_cell_is_refused(book_path):
+    import nbformat
+
+    nb_path = book_path.parent / "notebooks" / "02_beta.ipynb"
+    nb = nbformat.read(nb_path, as_version=4)
+    nb.cells[1].metadata["tags"] = []
+    nbformat.write(nb, nb_path)
+    assert "has 0 cells tagged 'parameters'" in problems(book_path)
+
+
+def test_non_literal_default_is_refused(tmp_path, book_path):
+    write_notebook(book_path.parent / "notebooks" / "02_beta.ipynb", "seed = 2 ** 3  # seed\nfail = False  # x")
+    assert "seed = 2 ** 3 is not a literal" in problems(book_path)
+
+
+def test_stanza_is_a_valid_entry(tmp_path):
+    write_notebook(tmp_path / "notebooks" / "07_new_thing.ipynb", """
+        bits = 4  # bit-width
+        lr = 0.01  # learning rate
+        name = 'x'  # a name
+        on = True  # a switch
+        path = None  # optional folder
+        """)
+    entry = yaml.safe_load(stanza(tmp_path / "notebooks" / "07_new_thing.ipynb", root=tmp_path))[0]
+    assert entry["id"] == "new-thing" and entry["notebook"] == "notebooks/07_new_thing.ipynb"
+    assert {k: v["type"] for k, v in entry["parameters"].items()} == {"bits": "int", "lr": "float", "name": "str", "on": "bool", "path": "str"}
+    entry.update(title="T", summary="S")
+    (tmp_path / "book.yml").write_text(yaml.safe_dump({"title": "B", "profiles": {"smoke": "s"}, "chapters": [entry]}))
+    book = load_book(tmp_path / "book.yml")
+    assert book.chapters[0].parameters["path"].nullable
+
+
+@pytest.mark.parametrize("text, type_name, expected", [
+    ("4", "int", 4), ("0.5", "float", 0.5), ("1e-3", "float", 1e-3), ("mnist", "str", "mnist"),
+    ("true", "bool", True), ("No", "bool", False), ("none", "str", "none"),
+])
+def test_parse_value(text, type_name, expected):
+    assert parse_value(text, type_name) == expected and type(parse_value(text, type_name)) is type(expected)
+
+
+def test_parse_value_errors_and_null():
+    assert parse_value("null", "str", nullable=True) is None
+    with pytest.raises(BookError, match="'four' is not a valid int"):
+        parse_value("four", "int")
+    with pytest.raises(BookError, match="not a valid bool"):
+        parse_value("maybe", "bool")
+
+
+def test_parse_assignments():
+    assert parse_assignments(["bits=4", "dataset=fashion-mnist"]) == {"bits": "4", "dataset": "fashion-mnist"}
+    assert parse_assignments(["bits=2, 4,8"], lists=True) == {"bits": ["2", "4", "8"]}
+    with pytest.raises(BookError, match="name=value"):
+        parse_assignments(["bits"])
+    with pytest.raises(BookError, match="given twice"):
+        parse_assignments(["bits=2", "bits=4"])
+    with pytest.raises(BookError, match="empty value"):
+        parse_assignments(["bits=2,,4"], lists=True)
+
+
+def test_plan_applies_profile_then_overrides(book_path):
+    book = load_book(book_path)
+    todo = plan(book, "smoke", params={"bits": "2", "beta.seed": "7"})
+    assert [(c.id, v) for c, v in todo] == [("alpha", {"bits": 2}), ("beta", {"seed": 7})]
+    assert [(c.id, v) for c, v in plan(book, "full", only=["beta"])] == [("beta", {})]
+
+
+@pytest.mark.parametrize("kwargs, expected", [
+    ({"profile": "quick"}, "unknown profile 'quick'; choose one of full, smoke"),
+    ({"only": ["gamma"]}, "--only gamma: unknown chapter id; the chapters are: alpha, beta"),
+    ({"params": {"lr": "0.1"}}, "no chapter of this run has a parameter 'lr'"),
+    ({"params": {"bits": "3"}}, "bits = 3 is not allowed; choose one of 2, 4, 8"),
+    ({"params": {"seed": "abc"}}, "'abc' is not a valid int"),
+    ({"params": {"seed": "5000"}}, "seed = 5000 is out of range [0, 1000]"),
+    ({"params": {"alpha.seed": "1"}}, "chapter alpha has no parameter 'seed'"),
+    ({"params": {"bits": "2"}, "only": ["beta"]}, "no chapter of this run has a parameter 'bits'"),
+])
+def test_plan_refuses_bad_requests(book_path, kwargs, expected):
+    with pytest.raises(BookError) as info:
+        plan(load_book(book_path), **kwargs)
+    assert expected in str(info.value)
+
+
+def test_cli_refuses_before_executing_anything(book_path, capsys):
+    out = book_path.parent / "build"
+    assert main(["--book", str(book_path), "run", "--profile", "smoke", "-p", "bits=3"]) == 2
+    assert main(["--book", str(book_path), "sweep", "alpha", "-p", "bits=2,5"]) == 2
+    assert main(["--book", str(book_path), "sweep", "gamma", "-p", "bits=2"]) == 2
+    err = capsys.readouterr().err
+    assert "bits = 3 is not allowed" in err and "bits = 5 is not allowed" in err and "unknown chapter id 'gamma'" in err
+    assert not out.exists()
+
+
+def test_cli_check_and_list(book_path, capsys):
+    assert main(["--book", str(book_path), "check"]) == 0
+    assert main(["--book", str(book_path), "list"]) == 0
+    out = capsys.readouterr().out
+    assert "2 chapters" in out and "bits (int one of 2, 4, 8; default 8): bit-width" in out and "profile smoke: bits=4" in out
+
+
+def test_check_choice_range_type():
+    assert check_choice("dataset", "mnist", ["mnist", "fashion-mnist"]) == "mnist"
+    with pytest.raises(ValueError, match=r"dataset = 'cifar' is not allowed: choose one of 'mnist', 'fashion-mnist'"):
+        check_choice("dataset", "cifar", ["mnist", "fashion-mnist"])
+    with pytest.raises(ValueError, match="not allowed"):
+        check_choice("bits", True, [1, 2])  # a bool is not the int 1
+    assert check_range("bits", 4, 2, 8) == 4 and check_range("lr", 0.5, 0, None) == 0.5
+    with pytest.raises(ValueError, match=r"bits = 9 is out of range: it must lie in \[2, 8\]"):
+        check_range("bits", 9, 2, 8)
+    with pytest.raises(ValueError, match="must be a number"):
+        check_range("bits", "4", 2, 8)
+    assert check_type("lr", 1, float) == 1
+    with pytest.raises(ValueError, match="must be of type int, not bool"):
+        check_type("epochs", True, int)
