@@ -63,7 +63,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "stanza":
             print(stanza(args.notebook, args.id), end="")
             return 0
-        book = load_book(args.book)
+        # `run --only` / `sweep` check just the notebooks they execute (the others may be work in progress).
+        # `report`, `list` and `execute-in-place` of given notebooks only need the table of contents.
+        selected = (args.only if args.command == "run" and args.only else [args.chapter] if args.command == "sweep"
+                    else False if args.command in ("report", "list") or args.command == "execute-in-place" and args.notebooks else True)
+        book = load_book(args.book, check_notebooks=selected)
         if args.command == "check":
             print(f"{book.path}: {len(book.chapters)} chapters, profiles {', '.join(book.profiles)}: OK")
         elif args.command == "list":

@@ -323,12 +323,14 @@ def _chapter(book_dir: Path, i: int, raw: Any, profiles: Mapping[str, str], prob
                    parameters=params, profiles=chapter_profiles)
 
 
-def load_book(path: Path | str | None = None, *, check_notebooks: bool = True) -> Book:
+def load_book(path: Path | str | None = None, *, check_notebooks: bool | Iterable[str] = True) -> Book:
     """Read and validate ``book.yml`` (found with :func:`find_book` when ``path`` is None).
 
     With ``check_notebooks`` every notebook must exist and its ``parameters``
-    cell must declare exactly the parameters of book.yml with the same defaults.
+    cell must declare exactly the parameters of book.yml with the same defaults;
+    given chapter ids, only those chapters' notebooks are checked (``run --only``).
     """
+    only = None if isinstance(check_notebooks, bool) else set(check_notebooks)
     path = Path(path) if path is not None else find_book()
     if not path.is_file():
         raise BookError(f"{path} does not exist; pass the path of the course's book.yml")
@@ -352,7 +354,8 @@ def load_book(path: Path | str | None = None, *, check_notebooks: bool = True) -
         raw_chapters = []
     chapters: list[Chapter] = []
     for i, rc in enumerate(raw_chapters):
-        ch = _chapter(path.parent, i, rc, profiles, problems, check_notebooks)
+        check = bool(check_notebooks) if only is None else isinstance(rc, dict) and rc.get("id") in only
+        ch = _chapter(path.parent, i, rc, profiles, problems, check)
         if ch is None:
             continue
         if any(c.id == ch.id for c in chapters):

@@ -1,4 +1,4 @@
-"""The run report: ``build/<profile>/index.html`` (chapters) and ``results.html`` (recorded values and figures).
+"""The run report: ``build/<profile>/index.html`` (chapters) and ``results.html`` (recorded values, tables, figures).
 
 Everything is a local file: the notebooks are rendered with nbconvert's ``lab``
 template minus its CDN scripts (require.js, MathJax, mermaid), so the pages
@@ -68,19 +68,24 @@ def format_value(value: Any) -> str:
     return f"<code>{html.escape(json.dumps(value))}</code>"
 
 
-def _figures(notebook: Path, folder: Path, prefix: str) -> list[Path]:
-    """Save the PNG figures of an executed notebook as files; returns their paths."""
-    out = []
+def _outputs(notebook: Path, folder: Path, prefix: str) -> tuple[list[Path], list[str]]:
+    """The PNG figures (saved as files) and HTML tables (e.g. DataFrames) an executed notebook displays."""
+    figures, tables = [], []
     nb = nbformat.read(notebook, as_version=4)
     for cell in nb.cells:
         for o in cell.get("outputs", []):
-            data = o.get("data", {}).get("image/png")
-            if data:
+            data = o.get("data", {})
+            if data.get("image/png"):
+                png = data["image/png"]
                 folder.mkdir(parents=True, exist_ok=True)
-                path = folder / f"{prefix}-{len(out) + 1}.png"
-                path.write_bytes(base64.b64decode(data if isinstance(data, str) else "".join(data)))
-                out.append(path)
-    return out
+                path = folder / f"{prefix}-{len(figures) + 1}.png"
+                path.write_bytes(base64.b64decode(png if isinstance(png, str) else "".join(png)))
+                figures.append(path)
+            table = data.get("text/html")
+            table = table if isinstance(table, str) else "".join(table or [])
+            if "<table" in table and "<script" not in table:
+                tables.append(table)
+    return figures, tables
 
 
 def write_report(book: Book, profile: str, *, out: Path | None = None) -> Path:
@@ -111,9 +116,9 @@ def write_report(book: Book, profile: str, *, out: Path | None = None) -> Path:
         if ch.id in results or (info and executed.is_file()):
             rows = "".join(f"<tr><th>{html.escape(k)}</th><td class=num>{format_value(v)}</td></tr>" for k, v in results.get(ch.id, {}).items())
             table = f"<table><tr><th>recorded</th><th>value</th></tr>{rows}</table>" if rows else "<p class=muted>no recorded values</p>"
-            figs = _figures(executed, folder / "figures", ch.id) if executed.is_file() else []
+            figs, tables = _outputs(executed, folder / "figures", ch.id) if executed.is_file() else ([], [])
             imgs = "".join(f"<img src=\"figures/{f.name}\" alt=\"figure {i} of {html.escape(ch.id)}\"><br>" for i, f in enumerate(figs, 1))
-            sections.append(f"<h2 id=\"{html.escape(ch.id)}\">{title}</h2>{table}{imgs}")
+            sections.append(f"<h2 id=\"{html.escape(ch.id)}\">{title}</h2>{table}{''.join(tables)}{imgs}")
     sweeps = sorted((folder.parent / "sweeps").glob("*/results.html"))
     if sweeps:
         links = "".join(f"<li><a href=\"../sweeps/{s.parent.name}/results.html\">{html.escape(s.parent.name)}</a></li>" for s in sweeps)

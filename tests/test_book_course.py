@@ -1,0 +1,53 @@
+"""The real course: book.yml agrees with notebooks/ and their parameters cells; the smoke profile runs end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from qhelpers.book import load_book, run
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+
+
+@pytest.fixture(scope="module")
+def book():
+    # Validates every chapter: notebook exists, its parameters cell declares exactly book.yml's
+    # parameters with the same defaults, types, allowed values, profiles.
+    return load_book(ROOT / "book.yml")
+
+
+def test_book_and_notebooks_folder_list_the_same_notebooks(book):
+    listed = {c.notebook.resolve() for c in book.chapters}
+    present = {p.resolve() for p in NOTEBOOKS.glob("*.ipynb")}
+    assert not present - listed, f"notebooks not in book.yml: {sorted(p.name for p in present - listed)}"
+    assert not listed - present, f"book.yml chapters without a notebook: {sorted(p.name for p in listed - present)}"
+    assert [c.notebook.name for c in book.chapters] == sorted(c.notebook.name for c in book.chapters), "book order = file order"
+
+
+def test_parameters_cell_is_the_first_code_cell_and_kernel_is_python3(book):
+    for ch in book.chapters:
+        nb = nbformat.read(ch.notebook, as_version=4)
+        first = next(c for c in nb.cells if c.cell_type == "code")
+        assert "parameters" in first.metadata.get("tags", []), f"{ch.notebook.name}: the first code cell must be tagged 'parameters'"
+        assert nb.metadata.get("kernelspec", {}).get("name") == "python3", f"{ch.notebook.name}: kernelspec must be python3"
+
+
+def test_every_chapter_has_a_smoke_profile(book):
+    assert "smoke" in book.profiles
+    missing = [c.id for c in book.chapters if "smoke" not in c.profiles]
+    assert not missing, f"chapters without a `smoke:` entry (write `smoke: {{}}` if the defaults are already fast): {missing}"
+
+
+@pytest.mark.slow
+def test_smoke_profile_runs_every_chapter(book, tmp_path):
+    results = run(book, "smoke", out=tmp_path, progress=False)
+    info = json.loads((tmp_path / "smoke" / "run.json").read_text())
+    assert [cid for cid, c in info["chapters"].items() if c["status"] == "ok"] == [c.id for c in book.chapters]
+    assert all(results[c.id] for c in book.chapters), "every chapter records at least one result"
+    assert (tmp_path / "smoke" / "index.html").is_file()
+    print({cid: c["seconds"] for cid, c in info["chapters"].items()})

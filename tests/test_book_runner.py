@@ -1,0 +1,107 @@
+"""The runner, sweeps, report and execute-in-place on a tiny two-chapter book (real kernels: marked slow, ~1 min)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+
+import nbformat
+import pytest
+
+from book_fixtures import tiny_book, write_notebook
+from qhelpers.book import NotebookFailed, execute_all_in_place, load_book, run, sweep
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """The tiny book, run once with the smoke profile."""
+    root = tmp_path_factory.mktemp("book")
+    book = load_book(tiny_book(root))
+    results = run(book, "smoke", progress=False)
+    return book, root / "build" / "smoke", results
+
+
+def test_run_collects_records_per_chapter(smoke):
+    book, out, results = smoke
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk == results
+    assert on_disk["alpha"]["err"] == 2.0 ** -4  # smoke sets bits=4
+    assert on_disk["alpha"]["per_bits"] == {"w": 4, "a": 8}
+    assert on_disk["beta"] == {"seed": 0, "after": 1}
+
+
+def test_kernel_is_this_python_and_inherits_the_results_env(smoke):
+    book, out, results = smoke
+    assert results["alpha"]["python"] == sys.executable
+    assert results["alpha"]["results_file"] == str((out / "results" / "alpha.json").resolve())
+
+
+def test_executed_notebooks_carry_the_injected_parameters(smoke):
+    book, out, _ = smoke
+    nb = nbformat.read(out / "01_alpha.ipynb", as_version=4)
+    injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1 and "bits = 4" in injected[0].source
+    assert "deterministic line" in json.dumps(nb.cells[-1].outputs)
+    run_info = json.loads((out / "run.json").read_text())
+    assert run_info["profile"] == "smoke"
+    assert run_info["chapters"]["alpha"]["parameters"] == {"bits": 4, "dataset": "mnist"}
+    assert {c["status"] for c in run_info["chapters"].values()} == {"ok"}
+
+
+def test_report_links_offline_renderings(smoke):
+    book, out, _ = smoke
+    index = (out / "index.html").read_text()
+    assert "Tiny book" in index and 'href="html/01_alpha.html"' in index and 'href="results.html"' in index
+    for link in re.findall(r'href="([^"#]+)"', index):
+        assert (out / link).is_file(), link
+    page = (out / "html" / "01_alpha.html").read_text()
+    assert "deterministic line" in page
+    assert not re.findall(r'<(?:script|link)[^>]+(?:src|href)="https?://', page), "the rendering must not load anything from the network"
+    results = (out / "results.html").read_text()
+    assert "err" in results and "0.0625" in results
+
+
+def test_failing_chapter_stops_with_cell_and_keeps_partial_notebook(smoke):
+    book, out, _ = smoke
+    with pytest.raises(NotebookFailed) as info:
+        run(book, "full", only=["beta"], params={"fail": "true"}, progress=False, report=False)
+    err = info.value
+    assert err.cell == 5 and err.ename == "RuntimeError" and "asked to fail" in str(err)
+    assert "chapter 'beta'" in str(err) and "if fail:" in str(err)
+    assert err.output == book.root / "build" / "full" / "02_beta.ipynb" and err.output.is_file()
+    assert json.loads((book.root / "build" / "full" / "results.json").read_text()) == {"beta": {"seed": 0}}
+    assert json.loads((book.root / "build" / "full" / "run.json").read_text())["chapters"]["beta"]["status"] == "failed"
+
+
+def test_sweep_writes_one_notebook_per_point_and_a_table(smoke, tmp_path):
+    book, _, _ = smoke
+    table = sweep(book, "alpha", {"bits": ["2", "8"]}, out=tmp_path, progress=False)
+    assert table["bits"].tolist() == [2, 8] and table["err"].tolist() == [0.25, 2.0 ** -8]
+    assert table["status"].tolist() == ["ok", "ok"] and "bits_seen" in table and "per_bits.w" in table
+    folder = tmp_path / "alpha"
+    assert sorted(p.name for p in folder.glob("*.ipynb")) == ["01_alpha__bits=2.ipynb", "01_alpha__bits=8.ipynb"]
+    for name in ("results.csv", "results.md", "results.png", "results.html"):
+        assert (folder / name).is_file(), name
+    assert "| 2 | ok |" in (folder / "results.md").read_text()
+
+
+def test_execute_in_place_writes_outputs_and_leaves_failures_untouched(tmp_path):
+    book = load_book(tiny_book(tmp_path))
+    nb_path = book.chapter("beta").notebook
+    execute_all_in_place(book, [nb_path])
+    nb = nbformat.read(nb_path, as_version=4)
+    assert "[record] after = 1" in json.dumps([c.get("outputs") for c in nb.cells])
+    assert not any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)
+    assert not (tmp_path / "build" / "full").exists()  # nothing recorded outside the notebook
+
+    bad = write_notebook(tmp_path / "notebooks" / "09_bad.ipynb", "x = 1  # x", "print('before')", "raise ValueError('boom')")
+    before = bad.read_text()
+    with pytest.raises(NotebookFailed) as info:
+        execute_all_in_place(book, [bad])
+    assert info.value.cell == 4 and "boom" in str(info.value)
+    assert bad.read_text() == before
+    assert (tmp_path / "build" / "failed" / "09_bad.ipynb").is_file()
