@@ -151,7 +151,7 @@ def clipping_tradeoff(sweep: Mapping[str, Sequence[float]], *, marks: Mapping[st
     """
     fig, ax = plt.subplots(figsize=(7, 3.5))
     for key, style in (("rounding", "-"), ("clipping", "-"), ("total", "k--")):
-        ys = [max(y, 1e-12) for y in sweep[key]]
+        ys = [y if y > 0 else float("nan") for y in sweep[key]]  # 0 (nothing clipped) has no place on a log axis
         ax.semilogy(sweep["clip"], ys, style, label=f"{key} error")
     for label, x in (marks or {}).items():
         ax.axvline(x, lw=0.8, color="gray", ls=":")

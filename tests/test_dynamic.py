@@ -125,3 +125,11 @@ def test_matmul_latency_runs():
     assert set(r) == {"FP32", "BF16", "INT8 -> INT32"}
     with pytest.raises(ValueError, match="multiple of 8"):
         D.matmul_latency(30)
+
+
+def test_work_by_layer_type_counts_simplecnn():
+    from qhelpers.models import SimpleCNN
+
+    w = D.work_by_layer_type(SimpleCNN(), torch.randn(3, 1, 28, 28))
+    assert w["Linear"] == {"parameters": 320 * 50 + 50 + 50 * 10 + 10, "MACs": 320 * 50 + 50 * 10}
+    assert w["Conv2d"]["MACs"] == 24 * 24 * 10 * 25 + 8 * 8 * 20 * 250
