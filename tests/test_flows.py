@@ -128,3 +128,47 @@ def test_ptq_pt2e(setup):
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     qt = flows.ptq_pt2e(model, calibration, (calibration[0][:2],), per_channel=False)
     assert any("dequantize_per_tensor" in str(n.target) and n.args[0].op == "get_attr" for n in qt.graph.nodes if n.op == "call_function")
+
+
+def test_file_breakdown_adds_up(setup):
+    model, calibration = setup
+    q = flows.ptq_eager(QuantReadyCNN.from_simple_cnn(model), calibration, fuse=FUSE_PATTERNS)
+    for m in (model, q):
+        parts = flows.file_breakdown(m)
+        total = parts.pop("file")
+        assert sum(parts.values()) == total
+        assert all(v >= 0 for v in parts.values())
+    parts = flows.file_breakdown(q)
+    assert parts["per-channel scales and zero-points"] == 16 * (10 + 20 + 50 + 10)
+    assert flows.file_breakdown(model)["per-channel scales and zero-points"] == 0
+
+
+def test_calibration_set_is_seeded_and_independent_of_loader_state():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from qhelpers.data import Loaders
+
+    ds = TensorDataset(torch.arange(100.0).reshape(100, 1), torch.zeros(100))
+    train = DataLoader(ds, batch_size=10, shuffle=True, generator=torch.Generator().manual_seed(0))
+    data = Loaders(train, train, train, "mnist")
+    first = flows.calibration_set(data, 3, seed=1)
+    for _ in train:  # advancing the training loader must not change the choice
+        pass
+    again = flows.calibration_set(data, 3, seed=1)
+    assert len(first) == 3 and all(torch.equal(a, b) for a, b in zip(first, again))
+    assert not torch.equal(first[0], flows.calibration_set(data, 3, seed=2)[0])
+
+
+def test_changed_predictions_figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    images = torch.zeros(5, 1, 28, 28)
+    labels = torch.tensor([0, 1, 2, 3, 4])
+    before = torch.tensor([0, 1, 2, 3, 4])
+    after = torch.tensor([0, 7, 2, 3, 9])
+    fig = flows.changed_predictions(images, labels, before, after)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == ["FP32 1\nINT8 7 (true 1)", "FP32 4\nINT8 9 (true 4)"]
+    with pytest.raises(ValueError, match="same length"):
+        flows.changed_predictions(images, labels[:3], before, after)

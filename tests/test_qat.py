@@ -1,0 +1,87 @@
+"""Low-bit fake quantization and QAT on the course CNN with random data: fast."""
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+import qhelpers
+from qhelpers import qat
+from qhelpers.data import Loaders
+from qhelpers.models import FUSE_PATTERNS, QuantReadyCNN
+
+
+@pytest.fixture(scope="module")
+def model():
+    qhelpers.setup(0)
+    return QuantReadyCNN().eval()
+
+
+@pytest.mark.parametrize("bits", [2, 4, 8])
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_lowbit_qconfig_ranges(bits, per_channel):
+    qc = qat.lowbit_qconfig(bits, per_channel=per_channel)
+    act, w = qc.activation(), qc.weight()
+    assert (act.quant_min, act.quant_max) == (0, 2**bits - 1)
+    assert (w.quant_min, w.quant_max) == (-(2 ** (bits - 1) - 1), 2 ** (bits - 1) - 1)
+    assert w.qscheme == (torch.per_channel_symmetric if per_channel else torch.per_tensor_symmetric)
+
+
+def test_lowbit_qconfig_rejects_bad_bits():
+    with pytest.raises(ValueError, match="bits=1"):
+        qat.lowbit_qconfig(1)
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4])
+def test_ptq_lowbit_uses_bits_levels(model, bits):
+    calibration = [torch.randn(16, 1, 28, 28) for _ in range(2)]
+    m = qat.ptq_lowbit(model, calibration, bits=bits, fuse=FUSE_PATTERNS)
+    assert not m.training
+    # the weights the model computes with sit on at most 2**bits - 1 symmetric levels per channel
+    fq = m.conv2.weight_fake_quant
+    w = fq(m.conv2.weight)
+    for row, scale in zip(w.reshape(w.shape[0], -1), fq.scale):
+        assert len(torch.unique(torch.round(row / scale))) <= 2**bits - 1
+    # activations: at most 2**bits levels after the first conv+relu
+    seen = []
+    h = m.conv1.register_forward_hook(lambda mod, i, o: seen.append(o))
+    with torch.no_grad():
+        m(torch.randn(4, 1, 28, 28))
+    h.remove()
+    assert len(torch.unique(seen[0])) <= 2**bits
+    # observers are frozen: running data again changes no scale
+    before = m.conv1.activation_post_process.scale.clone()
+    with torch.no_grad():
+        m(10 * torch.randn(4, 1, 28, 28))
+    assert torch.equal(before, m.conv1.activation_post_process.scale)
+    assert isinstance(model.conv1, torch.nn.Conv2d)  # input model untouched
+
+
+def test_qat_lowbit_trains_and_caches(model, tmp_path, monkeypatch):
+    monkeypatch.setenv("QHELPERS_DATA", str(tmp_path))
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 1, 28, 28, generator=g)
+    y = torch.randint(0, 10, (64,), generator=g)
+    ds = TensorDataset(x, y)
+    data = Loaders(DataLoader(ds, batch_size=16, shuffle=True), DataLoader(ds, batch_size=32), DataLoader(ds, batch_size=32), "mnist")
+    calibration = [x[:16]]
+    m1, hist, cached = qat.qat_lowbit(model, calibration, data, bits=4, fuse=FUSE_PATTERNS, epochs=1, lr=0.01)
+    assert not cached and len(hist.train_loss) == 1 and not m1.training
+    m2, _, cached2 = qat.qat_lowbit(model, calibration, data, bits=4, fuse=FUSE_PATTERNS, epochs=1, lr=0.01)
+    assert cached2
+    with torch.no_grad():
+        assert torch.equal(m1(x), m2(x))
+    start = qat.ptq_lowbit(model, calibration, bits=4, fuse=FUSE_PATTERNS)
+    assert not torch.equal(start.fc1.weight, m1.fc1.weight)  # fine-tuning moved the weights
+    _, _, cached3 = qat.qat_lowbit(model, calibration, data, bits=3, fuse=FUSE_PATTERNS, epochs=1, lr=0.01)
+    assert not cached3  # another bit-width is another fine-tune
+    with pytest.raises(ValueError, match="at least one epoch"):
+        qat.qat_lowbit(model, calibration, data, bits=4, epochs=0)
+
+
+def test_weights_key_changes_with_weights(model):
+    other = QuantReadyCNN()
+    other.load_state_dict(model.state_dict())
+    assert qat.weights_key(other) == qat.weights_key(model)
+    with torch.no_grad():
+        other.fc2.bias[0] += 1e-3
+    assert qat.weights_key(other) != qat.weights_key(model)
