@@ -186,3 +186,21 @@ def test_check_choice_range_type():
     assert check_type("lr", 1, float) == 1
     with pytest.raises(ValueError, match="must be of type int, not bool"):
         check_type("epochs", True, int)
+
+
+def test_parameters_cell_with_tricky_comments_is_read(tmp_path):
+    from qhelpers.book import notebook_parameters
+
+    nb = write_notebook(tmp_path / "01_x.ipynb", '''
+        bits: int = 0  # 0 = find it; (the widest where PTQ loses >= 1 pp)
+        imagenet_dir = ""  # with weights="imagenet": a folder, e.g. "/data/val"
+        ratio = -0.5  # negative, "quoted" = fine
+        ''')
+    assert notebook_parameters(nb) == {
+        "bits": (0, "0 = find it; (the widest where PTQ loses >= 1 pp)"),
+        "imagenet_dir": ("", 'with weights="imagenet": a folder, e.g. "/data/val"'),
+        "ratio": (-0.5, 'negative, "quoted" = fine'),
+    }
+    write_notebook(tmp_path / "02_y.ipynb", "import os  # not a parameter")
+    with pytest.raises(BookError, match="not a plain `name = value  # help` assignment"):
+        notebook_parameters(tmp_path / "02_y.ipynb")

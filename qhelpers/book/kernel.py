@@ -101,6 +101,7 @@ def execute_papermill(
     keeps the partial notebook.
     """
     import papermill
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -117,6 +118,8 @@ def execute_papermill(
     except PapermillExecutionError as exc:
         cell = _source_cell_number(output, exc.cell_index)
         raise NotebookFailed(label, cell, exc.exec_count, exc.ename, exc.evalue, exc.source, output) from None
+    except (CellTimeoutError, DeadKernelError) as exc:  # a cell ran past `timeout`, or the kernel died (e.g. out of memory)
+        raise NotebookFailed(label, None, None, type(exc).__name__, str(exc).strip().splitlines()[0], "", output) from None
     return time.perf_counter() - start
 
 

@@ -187,22 +187,35 @@ def parse_assignments(items: Iterable[str], *, lists: bool = False) -> dict[str,
 def notebook_parameters(path: Path) -> dict[str, tuple[Any, str]]:
     """``{name: (default, help comment)}`` of a notebook's cell tagged ``parameters``.
 
-    Raises ``BookError`` if the notebook has no (or several) such cells or a
-    default is not a Python literal.
+    The cell is read with Python's own parser (papermill's line parser trips on
+    comments containing ``=`` or quotes). Raises ``BookError`` if the notebook has
+    no (or several) such cells, the cell is not valid Python, or a default is not
+    a literal.
     """
-    import papermill
+    import io
+    import tokenize
 
     nb = nbformat.read(path, as_version=4)
     tagged = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     if len(tagged) != 1:
         raise BookError(f"{path}: has {len(tagged)} cells tagged 'parameters'; tag exactly one (its first code cell)")
+    source = tagged[0].source
+    try:
+        tree = ast.parse(source)
+        comments = {t.start[0]: t.string.lstrip("#").strip()
+                    for t in tokenize.generate_tokens(io.StringIO(source).readline) if t.type == tokenize.COMMENT}
+    except (SyntaxError, tokenize.TokenError) as exc:
+        raise BookError(f"{path}: the parameters cell is not valid Python ({exc})") from None
     out = {}
-    for name, info in papermill.inspect_notebook(str(path)).items():
+    for node in tree.body:
+        target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else getattr(node, "target", None)
+        if not isinstance(node, (ast.Assign, ast.AnnAssign)) or not isinstance(target, ast.Name) or node.value is None:
+            raise BookError(f"{path}: line {node.lineno} of the parameters cell is not a plain `name = value  # help` assignment")
         try:
-            default = ast.literal_eval(info["default"])
-        except (ValueError, SyntaxError):
-            raise BookError(f"{path}: parameter {name} = {info['default']} is not a literal; write a plain value (number, string, bool, None)") from None
-        out[name] = (default, info.get("help", ""))
+            default = ast.literal_eval(node.value)
+        except ValueError:
+            raise BookError(f"{path}: parameter {target.id} = {ast.unparse(node.value)} is not a literal; write a plain value (number, string, bool, None)") from None
+        out[target.id] = (default, comments.get(node.end_lineno, comments.get(node.lineno, "")))
     return out
 
 
@@ -383,4 +396,4 @@ def stanza(notebook: Path | str, chapter_id: str = "", root: Path | str | None =
         "title": "TODO", "notebook": str(rel), "summary": "TODO",
         "parameters": params, "profiles": {"smoke": {}},
     }
-    return yaml.safe_dump([entry], sort_keys=False, allow_unicode=True)
+    return yaml.safe_dump([entry], sort_keys=False, allow_unicode=True, width=1000)
