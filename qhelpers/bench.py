@@ -12,7 +12,9 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
-__all__ = ["state_dict_bytes", "payload_bytes", "count_by_dtype", "Latency", "latency", "compare"]
+__all__ = [
+    "state_dict_bytes", "payload_bytes", "count_by_dtype", "Latency", "latency", "latency_grid", "compile_for_cpu", "compare",
+]
 
 
 def state_dict_bytes(model: nn.Module) -> int:
@@ -138,3 +140,44 @@ def compare(
     if "latency (ms)" in table:
         table["speedup"] = table.loc[baseline, "latency (ms)"] / table["latency (ms)"]
     return table
+
+
+def latency_grid(
+    models: Mapping[str, nn.Module | Callable[[torch.Tensor], Any]],
+    examples: Mapping[str, torch.Tensor],
+    *,
+    repeats: int = 20,
+    warmup: int = 3,
+    threads: int = 2,
+):
+    """:func:`latency` of every model on every example input: a long pandas DataFrame.
+
+    One row per (model, input) with the median and the 10th/90th percentiles
+    in ms; ``examples`` maps a label (e.g. ``"bs8"``) to an input batch.
+    """
+    import pandas as pd
+
+    if not models or not examples:
+        raise ValueError("latency_grid() needs at least one model and one example input")
+    rows = []
+    for name, model in models.items():
+        for label, x in examples.items():
+            lat = latency(model, x, repeats=repeats, warmup=warmup, threads=threads)
+            rows.append({"model": name, "input": label, "median_ms": lat.median_ms, "p10_ms": lat.p10_ms, "p90_ms": lat.p90_ms})
+    return pd.DataFrame(rows)
+
+
+def compile_for_cpu(model: nn.Module, *, dynamic: bool = False) -> Callable[[torch.Tensor], Any]:
+    """``torch.compile`` (inductor) for CPU inference, with weight freezing switched on.
+
+    Freezing treats the weights as constants: inductor folds batch norms,
+    pre-packs weights for oneDNN and, for a PT2E model, folds the Q/DQ pairs
+    around each weight into INT8 weights and fuses INT8 convolutions; without
+    it a PT2E model keeps running FP32 operators. The flag is global
+    (``torch._inductor.config.freezing``) and read when the first call compiles.
+    ``dynamic=False`` compiles one specialised graph per input shape.
+    """
+    import torch._inductor.config as inductor_config
+
+    inductor_config.freezing = True
+    return torch.compile(model.eval(), dynamic=dynamic)

@@ -51,3 +51,28 @@ def test_compare_table():
     assert table.loc["fp32", "size ratio"] == 1.0 and table.loc["int8", "size ratio"] > 3.0
     assert table.loc["int8", "accuracy (%)"] == pytest.approx(89.0)
     assert {"latency (ms)", "speedup", "payload (KB)"} <= set(table.columns)
+
+
+def test_latency_grid_one_row_per_model_and_input():
+    from qhelpers.bench import latency_grid
+
+    m = _model()
+    grid = latency_grid({"a": m, "b": m}, {"bs1": torch.randn(1, 256), "bs8": torch.randn(8, 256)}, repeats=3, warmup=1)
+    assert list(zip(grid.model, grid.input)) == [("a", "bs1"), ("a", "bs8"), ("b", "bs1"), ("b", "bs8")]
+    assert ((grid.p10_ms <= grid.median_ms) & (grid.median_ms <= grid.p90_ms)).all()
+    with pytest.raises(ValueError, match="at least one model"):
+        latency_grid({}, {"bs1": torch.randn(1, 256)})
+
+
+@pytest.mark.slow  # one inductor compilation: ~10 s on 2 cores
+def test_compile_for_cpu_freezes_and_matches_eager():
+    import torch._inductor.config as inductor_config
+
+    from qhelpers.bench import compile_for_cpu
+
+    m = _model()
+    compiled = compile_for_cpu(m)
+    assert inductor_config.freezing
+    x = torch.randn(2, 256)
+    with torch.inference_mode():
+        assert torch.allclose(compiled(x), m(x), atol=1e-5)
