@@ -105,7 +105,9 @@ def execute_papermill(
     from papermill.exceptions import PapermillExecutionError
 
     output.parent.mkdir(parents=True, exist_ok=True)
-    logging.getLogger("papermill").setLevel(logging.INFO if log_output else logging.WARNING)
+    # Papermill's own parameter-cell parser warns about comments with "=" or quotes and about names it could not
+    # parse; the names and values were already checked against book.yml, so only its errors are shown.
+    logging.getLogger("papermill").setLevel(logging.INFO if log_output else logging.ERROR)
     start = time.perf_counter()
     try:
         with environ(**(env or {})):
