@@ -20,10 +20,12 @@ from typing import Iterable, Sequence
 import torch
 from torch import Tensor, nn
 
-from .flows import _check_calibration, _default_qconfig, calibrate, views_as_reshapes
+from .flows import Fuse, _check_calibration, _default_qconfig, _fuse, calibrate, views_as_reshapes
 from .quant import sqnr_db
 
-__all__ = ["quantizable_layers", "ptq_fx_layers", "LayerSensitivity", "layer_sensitivity", "sensitivity_table"]
+__all__ = [
+    "quantizable_layers", "ptq_fx_layers", "LayerSensitivity", "layer_sensitivity", "sensitivity_table", "calibration_sweep",
+]
 
 _QUANTIZABLE = (nn.Conv2d, nn.Linear)
 
@@ -139,3 +141,40 @@ def sensitivity_table(results: Sequence[LayerSensitivity]):
     if table["accuracy"].isna().all():
         table = table.drop(columns="accuracy")
     return table
+
+
+def calibration_sweep(
+    model: nn.Module,
+    batches: Sequence[Tensor],
+    sizes: Sequence[int],
+    loader: Iterable,
+    *,
+    fuse: Fuse = None,
+    per_channel: bool = True,
+) -> dict[int, float]:
+    """Accuracy on ``loader`` of eager-mode INT8 models calibrated on the first ``n`` batches, for each ``n`` in ``sizes``.
+
+    The same models as ``flows.ptq_eager(model, batches[:n], ...)``, but each
+    batch is observed once: one prepared model keeps calibrating, and at each
+    size a copy of it is converted and evaluated.
+    """
+    from torch.ao.quantization import convert, prepare
+
+    from .train import evaluate
+
+    _check_calibration(batches)
+    sizes = sorted(set(sizes))
+    if not sizes or sizes[0] < 1 or sizes[-1] > len(batches):
+        raise ValueError(f"sizes={sizes} must lie between 1 and the number of batches ({len(batches)})")
+    prepared = copy.deepcopy(model).eval()
+    _fuse(prepared, fuse)
+    prepared.qconfig = _default_qconfig(per_channel)
+    prepare(prepared, inplace=True)
+    results: dict[int, float] = {}
+    seen = 0
+    for n in sizes:
+        if n > seen:
+            calibrate(prepared, batches[seen:n], desc=f"calibrating (up to {n} batches)")
+            seen = n
+        results[n] = evaluate(convert(copy.deepcopy(prepared)).eval(), loader).accuracy
+    return results

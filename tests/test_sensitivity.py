@@ -87,3 +87,20 @@ def test_ranking_finds_the_layer_made_fragile(tiny):
     assert ranking[0].sqnr_db < ranking[-1].sqnr_db
     table = sensitivity.sensitivity_table(ranking)
     assert list(table.index)[0] == "conv2" and list(table["rank"]) == [1, 2, 3]
+
+
+def test_calibration_sweep_equals_calibrating_from_scratch(tiny):
+    from qhelpers import flows
+    from qhelpers.models import FUSE_PATTERNS, QuantReadyCNN, SimpleCNN
+
+    torch.manual_seed(0)
+    ready = QuantReadyCNN.from_simple_cnn(SimpleCNN().eval()).eval()
+    batches = [torch.randn(8, 1, 28, 28) for _ in range(4)]
+    loader = [(torch.randn(32, 1, 28, 28), torch.randint(0, 10, (32,)))]
+    sweep = sensitivity.calibration_sweep(ready, batches, [1, 3], loader, fuse=FUSE_PATTERNS)
+    assert list(sweep) == [1, 3]
+    for n, acc in sweep.items():
+        q = flows.ptq_eager(ready, batches[:n], fuse=FUSE_PATTERNS)
+        assert acc == qhelpers.train.evaluate(q, loader).accuracy
+    with pytest.raises(ValueError, match="must lie between"):
+        sensitivity.calibration_sweep(ready, batches, [8], loader, fuse=FUSE_PATTERNS)
