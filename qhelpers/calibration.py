@@ -179,7 +179,8 @@ def error_breakdown(x: torch.Tensor, qparams: QParams) -> ErrorBreakdown:
     zero_point = _broadcast(qparams.zero_point, x, g)
     lo = (qparams.quant_min - zero_point) * scale  # the grid's two ends
     hi = (qparams.quant_max - zero_point) * scale
-    clipped = (x < lo - scale / 2) | (x > hi + scale / 2)
+    half = scale / 2 * (1 + 1e-5)  # a value half a step beyond an end is rounding, not clipping (float slack)
+    clipped = (x < lo - half) | (x > hi + half)
     sq = (x.double() - x_hat.double()) ** 2
     n = x.numel()
     return ErrorBreakdown(float(sq[~clipped].sum()) / n, float(sq[clipped].sum()) / n, float(clipped.sum()) / n)

@@ -102,3 +102,11 @@ def test_dispatch_and_str():
     assert isinstance(r, ClipRange) and "percentile 99" in str(r)
     assert calibrate_range(x, "minmax").method == "minmax"
     assert calibrate_range(x, "mse", bits=4).method == "mse"
+
+
+@pytest.mark.parametrize("seed", [0, 7, 18, 22])  # 7, 18, 22: float rounding put max|x| just past the half step
+def test_full_range_never_counts_as_clipping(seed):
+    # The largest value sits exactly half a step past the symmetric grid's positive end: rounding, not clipping.
+    x = torch.randn(1000, generator=torch.Generator().manual_seed(seed))
+    s = clip_sweep(x, [1.0], bits=4)
+    assert s["clipping"] == [0.0]
