@@ -99,6 +99,7 @@ def run(
     outdir = build_dir(book, profile, out)
     (outdir / "results").mkdir(parents=True, exist_ok=True)
     run_file, results_file = outdir / "run.json", outdir / "results.json"
+
     def start(d: dict) -> None:
         d.update(title=book.title, profile=profile, book=str(book.path))
         d.setdefault("chapters", {})
@@ -117,6 +118,7 @@ def run(
             "notebook": ch.notebook.name, "parameters": ch.effective(profile, values), "overrides": values,
             "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         }
+        began = time.perf_counter()
         try:
             seconds = execute_papermill(ch.notebook, output, values, label=f"chapter {ch.id!r} ({ch.notebook.name})",
                                         env={RESULTS_ENV: str(chapter_results.resolve())}, progress=progress, log_output=log_output)
@@ -124,7 +126,7 @@ def run(
             _say(f"      done in {seconds:.1f} s -> {output}")
         except NotebookFailed as exc:
             failure = exc
-            status.update(status="failed", error=f"cell {exc.cell}: {exc.ename}: {exc.evalue}")
+            status.update(status="failed", seconds=round(time.perf_counter() - began, 1), error=f"cell {exc.cell}: {exc.ename}: {exc.evalue}")
         collected[ch.id] = read_results(chapter_results)
         _update_json(results_file, lambda d: d.update({ch.id: collected[ch.id]}))
         _update_json(run_file, lambda d: d["chapters"].update({ch.id: status}))
