@@ -47,15 +47,16 @@ from .train import History, TrainConfig, train_or_load
 __all__ = ["lowbit_qconfig", "fake_quant_model", "ptq_lowbit", "qat_lowbit", "freeze", "weights_key", "compare_bits"]
 
 
-def lowbit_qconfig(bits: int, *, per_channel: bool = True) -> QConfig:
+def lowbit_qconfig(bits: int, *, act_bits: int | None = None, per_channel: bool = True) -> QConfig:
     """A QAT QConfig (fake quantization on activations and weights) restricted to ``bits`` bits.
 
     ``FusedMovingAvgObsFakeQuantize`` is ``FakeQuantize`` with the observer
     and the fake quantization done in one kernel (about 20 % faster here).
 
     ``bits=8`` gives the usual INT8 grid: activations ``[0, 255]``, weights ``[-127, 127]``.
+    ``act_bits`` (default: ``bits``) sets the activations' bit-width separately.
     """
-    act_min, act_max = quant_range(bits, signed=False)
+    act_min, act_max = quant_range(bits if act_bits is None else act_bits, signed=False)
     w_max = quant_range(bits, signed=True)[1]
     activation = FusedMovingAvgObsFakeQuantize.with_args(
         observer=MovingAverageMinMaxObserver,
@@ -84,11 +85,22 @@ def lowbit_qconfig(bits: int, *, per_channel: bool = True) -> QConfig:
     return QConfig(activation=activation, weight=weight)
 
 
-def fake_quant_model(model: nn.Module, *, bits: int, fuse: Fuse = None, per_channel: bool = True) -> nn.Module:
+def fake_quant_model(
+    model: nn.Module,
+    *,
+    bits: int,
+    fuse: Fuse = None,
+    per_channel: bool = True,
+    keep_8bit: Sequence[str] = (),
+) -> nn.Module:
     """A fused, fake-quantized copy of ``model`` (``prepare_qat``), in train mode, observers and fake quant on.
 
     ``model`` needs quant/dequant stubs (e.g. ``QuantReadyCNN``); ``fuse`` as
     in :func:`qhelpers.flows.ptq_eager` (QAT fusion keeps conv and ReLU as one module).
+    ``keep_8bit`` names modules whose *output* stays on an 8-bit grid (their
+    weights still use ``bits``): usually the input stub and the last layer, as
+    8 levels of input pixels or of logits (3 bits) would throw away
+    information no training can win back.
     """
     from torch.ao.quantization import fuse_modules_qat
 
@@ -98,6 +110,11 @@ def fake_quant_model(model: nn.Module, *, bits: int, fuse: Fuse = None, per_chan
     elif fuse:
         fuse_modules_qat(m, fuse, inplace=True)
     m.qconfig = lowbit_qconfig(bits, per_channel=per_channel)
+    modules = dict(m.named_modules())
+    for name in keep_8bit:
+        if name not in modules:
+            raise ValueError(f"keep_8bit names a module the model does not have: {name!r}; its modules are {sorted(modules)[1:]}")
+        modules[name].qconfig = lowbit_qconfig(bits, act_bits=8, per_channel=per_channel)
     prepare_qat(m, inplace=True)
     return m
 
@@ -116,6 +133,7 @@ def ptq_lowbit(
     bits: int,
     fuse: Fuse = None,
     per_channel: bool = True,
+    keep_8bit: Sequence[str] = (),
 ) -> nn.Module:
     """Post-training quantization simulated at ``bits`` bits: calibrate the observers, then freeze.
 
@@ -123,7 +141,7 @@ def ptq_lowbit(
     quantization is off while calibrating), and the weights are untouched.
     """
     _check_calibration(calibration)
-    m = fake_quant_model(model, bits=bits, fuse=fuse, per_channel=per_channel)
+    m = fake_quant_model(model, bits=bits, fuse=fuse, per_channel=per_channel, keep_8bit=keep_8bit)
     m.apply(disable_fake_quant)
     m.apply(enable_observer)
     calibrate(m, calibration, desc=f"calibrating ({bits}-bit)")
@@ -147,6 +165,7 @@ def qat_lowbit(
     bits: int,
     fuse: Fuse = None,
     per_channel: bool = True,
+    keep_8bit: Sequence[str] = (),
     epochs: int = 1,
     lr: float = 0.01,
     seed: int = 0,
@@ -162,7 +181,7 @@ def qat_lowbit(
         raise ValueError(f"epochs={epochs}: QAT needs at least one epoch of fine-tuning")
 
     def build() -> nn.Module:
-        m = ptq_lowbit(model, calibration, bits=bits, fuse=fuse, per_channel=per_channel)
+        m = ptq_lowbit(model, calibration, bits=bits, fuse=fuse, per_channel=per_channel, keep_8bit=keep_8bit)
         m.apply(enable_observer)
         return m.train()
 
@@ -178,6 +197,7 @@ def qat_lowbit(
             ("base", weights_key(model)),
             ("calibration", hashlib.sha256(b"".join(x.numpy().tobytes() for x in calibration)).hexdigest()[:16]),
             ("per_channel", per_channel),
+            ("keep_8bit", tuple(keep_8bit)),
             ("fuse", repr(fuse) if not callable(fuse) else getattr(fuse, "__qualname__", "callable")),
         ),
     )
@@ -200,6 +220,7 @@ def compare_bits(
     *,
     fuse: Fuse = None,
     per_channel: bool = True,
+    keep_8bit: Sequence[str] = (),
     epochs: int = 1,
     lr: float = 0.01,
     seed: int = 0,
@@ -218,10 +239,9 @@ def compare_bits(
         raise ValueError("bit_widths is empty: pass e.g. [8, 4, 3, 2]")
     rows = {}
     for bits in bit_widths:
-        ptq = ptq_lowbit(model, calibration, bits=bits, fuse=fuse, per_channel=per_channel)
-        tuned, _, cached = qat_lowbit(
-            model, calibration, data, bits=bits, fuse=fuse, per_channel=per_channel, epochs=epochs, lr=lr, seed=seed
-        )
+        kw = dict(bits=bits, fuse=fuse, per_channel=per_channel, keep_8bit=keep_8bit)
+        ptq = ptq_lowbit(model, calibration, **kw)
+        tuned, _, cached = qat_lowbit(model, calibration, data, epochs=epochs, lr=lr, seed=seed, **kw)
         rows[bits] = {
             "PTQ": evaluate(ptq, data.test).accuracy,
             "QAT": evaluate(tuned, data.test).accuracy,

@@ -85,3 +85,13 @@ def test_weights_key_changes_with_weights(model):
     with torch.no_grad():
         other.fc2.bias[0] += 1e-3
     assert qat.weights_key(other) != qat.weights_key(model)
+
+
+def test_keep_8bit_edges(model):
+    m = qat.fake_quant_model(model, bits=3, fuse=FUSE_PATTERNS, keep_8bit=("quant", "fc2"))
+    assert m.quant.activation_post_process.quant_max == 255
+    assert m.fc2.activation_post_process.quant_max == 255
+    assert m.fc2.weight_fake_quant.quant_max == 3  # its weights stay at 3 bits
+    assert m.conv1.activation_post_process.quant_max == 7
+    with pytest.raises(ValueError, match="keep_8bit"):
+        qat.fake_quant_model(model, bits=3, keep_8bit=("fc9",))
