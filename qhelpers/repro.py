@@ -31,4 +31,4 @@ def setup(seed: int = 0, threads: int = 2, engine: str = "x86", quiet_deprecatio
         warnings.filterwarnings("ignore", message=r".*torch\.ao\.quantization.*deprecated.*")
         warnings.filterwarnings("ignore", message=r".*quantized tensor creation functions.*deprecated.*")
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.ao\.quantization.*")
-    return f"torch {torch.__version__} | seed {seed} | {threads} threads | quantized engine {engine}"
+    return f"torch {torch.__version__.split('+')[0]} | seed {seed} | {threads} threads | quantized engine {engine}"
