@@ -7,13 +7,13 @@ import statistics
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import torch
 from torch import nn
 
 __all__ = [
-    "state_dict_bytes", "payload_bytes", "count_by_dtype", "Latency", "latency", "latency_grid", "compile_for_cpu", "cpu_features", "compare",
+    "state_dict_bytes", "stored_tensors", "element_bytes", "payload_bytes", "count_by_dtype", "Latency", "latency", "latency_grid", "compile_for_cpu", "cpu_features", "compare",
 ]
 
 
@@ -24,26 +24,55 @@ def state_dict_bytes(model: nn.Module) -> int:
     return buf.getbuffer().nbytes
 
 
-def _tensors(obj: Any):
-    """Every tensor in a state-dict value (quantized modules store tuples of packed params)."""
-    if isinstance(obj, torch.Tensor):
-        yield obj
-    elif isinstance(obj, (tuple, list)):
-        for item in obj:
-            yield from _tensors(item)
-    elif isinstance(obj, Mapping):
-        for item in obj.values():
-            yield from _tensors(item)
+# Packed sub-byte dtypes hold several values per element.
+_VALUES_PER_ELEMENT = {torch.quint4x2: 2, torch.quint2x4: 4}
 
 
-def _state_tensors(model: nn.Module):
+def _is_subclass(t: torch.Tensor) -> bool:
+    """True for a tensor subclass that stores its data in inner tensors (torchao's quantized weights)."""
+    return type(t) not in (torch.Tensor, nn.Parameter) and hasattr(t, "__tensor_flatten__")
+
+
+def stored_tensors(t: Any, prefix: str = "") -> Iterator[tuple[str, torch.Tensor]]:
+    """The plain tensors that actually hold the data of a state-dict value, with their names.
+
+    A plain tensor yields itself; a torchao ``Int8Tensor`` (whose ``numel`` and
+    ``dtype`` are those of the float weight it replaces) yields its inner
+    ``qdata`` (int8), ``scale`` and ``zero_point``; tuples and lists
+    (torch.ao's packed params) are walked into.
+    """
+    if isinstance(t, torch.Tensor):
+        if _is_subclass(t):
+            names, _ = t.__tensor_flatten__()
+            for name in names:
+                inner = getattr(t, name)
+                if inner is not None:
+                    yield from stored_tensors(inner, f"{prefix}.{name}" if prefix else name)
+            return
+        yield prefix, t
+    elif isinstance(t, (tuple, list)):
+        for i, item in enumerate(t):
+            yield from stored_tensors(item, f"{prefix}.{i}" if prefix else str(i))
+
+
+def element_bytes(t: torch.Tensor) -> float:
+    """Bytes one value of ``t`` takes (a fraction for packed sub-byte dtypes)."""
+    return t.element_size() / _VALUES_PER_ELEMENT.get(t.dtype, 1)
+
+
+def _state_tensors(model: nn.Module) -> Iterator[torch.Tensor]:
     for value in model.state_dict().values():
-        yield from _tensors(value)
+        for _, t in stored_tensors(value):
+            yield t
 
 
 def payload_bytes(model: nn.Module) -> int:
-    """Bytes of the tensor data alone (``numel * element_size``), without the file's overhead."""
-    return sum(t.numel() * t.element_size() for t in _state_tensors(model))
+    """Bytes of the stored tensor data alone, without the file's overhead.
+
+    Looks inside tensor subclasses, so a torchao-quantized weight counts at
+    its INT8 size, not at the FP32 size its ``numel * element_size`` suggests.
+    """
+    return int(sum(t.numel() * element_bytes(t) for t in _state_tensors(model)))
 
 
 def count_by_dtype(model: nn.Module) -> dict[str, int]:
@@ -112,6 +141,7 @@ def compare(
     *,
     repeats: int = 50,
     threads: int = 2,
+    min_time_s: float = 0.0,
     baseline: str | None = None,
 ):
     """One table (a pandas DataFrame) comparing model variants: size, payload, latency, accuracy.
@@ -124,6 +154,8 @@ def compare(
     if not models:
         raise ValueError("compare() needs at least one model")
     baseline = baseline or next(iter(models))
+    if baseline not in models:
+        raise ValueError(f"baseline {baseline!r} is not one of {list(models)}")
     rows = {}
     for name, model in models.items():
         row: dict[str, Any] = {
@@ -131,7 +163,7 @@ def compare(
             "payload (KB)": payload_bytes(model) / 1e3,
         }
         if example is not None:
-            row["latency (ms)"] = latency(model, example, repeats=repeats, threads=threads).median_ms
+            row["latency (ms)"] = latency(model, example, repeats=repeats, threads=threads, min_time_s=min_time_s).median_ms
         if accuracy is not None and name in accuracy:
             row["accuracy (%)"] = 100 * accuracy[name]
         rows[name] = row

@@ -14,9 +14,9 @@ input untouched:
 
 torchao stores a quantized weight as a tensor *subclass* (``Int8Tensor``)
 whose ``numel``/``dtype`` are those of the original float weight, so counting
-``numel * element_size`` over the state dict (``bench.payload_bytes``)
-overstates it fourfold. :func:`payload_bytes` and :func:`storage` here look
-inside such tensors (``__tensor_flatten__``) and count what is really stored;
+``numel * element_size`` over the state dict overstates it fourfold.
+``bench.payload_bytes`` and :func:`storage` look inside
+such tensors (``__tensor_flatten__``) and count what is really stored;
 ``bench.state_dict_bytes`` (the ``torch.save`` file) is right for all of them.
 
 Also here: the number formats themselves (:func:`format_table`,
@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from . import bench
+from .bench import _is_subclass, element_bytes, stored_tensors
 from . import data as qdata
 from .train import History, TrainConfig, train_or_load
 
@@ -51,8 +52,6 @@ __all__ = [
     "DYNAMIC_BACKENDS",
     "dynamic_int8",
     "variants",
-    "stored_tensors",
-    "payload_bytes",
     "storage",
     "linear_kinds",
     "size_latency_table",
@@ -299,44 +298,6 @@ def variants(model: nn.Module, *, autocast: bool = False) -> dict[str, nn.Module
     return out
 
 
-def _is_subclass(t: torch.Tensor) -> bool:
-    """True for a tensor subclass that stores its data in inner tensors (torchao's quantized weights)."""
-    return type(t) not in (torch.Tensor, nn.Parameter) and hasattr(t, "__tensor_flatten__")
-
-
-def stored_tensors(t: Any, prefix: str = "") -> Iterator[tuple[str, torch.Tensor]]:
-    """The plain tensors that actually hold the data of ``t``: itself, or the inner tensors of a subclass.
-
-    A torchao ``Int8Tensor`` yields ``qdata`` (int8), ``scale`` and ``zero_point``;
-    tuples and lists (torch.ao's packed params) are walked into.
-    """
-    if isinstance(t, torch.Tensor):
-        if _is_subclass(t):
-            names, _ = t.__tensor_flatten__()
-            for name in names:
-                inner = getattr(t, name)
-                if inner is not None:
-                    yield from stored_tensors(inner, f"{prefix}.{name}" if prefix else name)
-            return
-        yield prefix, t
-    elif isinstance(t, (tuple, list)):
-        for i, item in enumerate(t):
-            yield from stored_tensors(item, f"{prefix}.{i}" if prefix else str(i))
-
-
-def _element_bytes(t: torch.Tensor) -> float:
-    return t.element_size() / _VALUES_PER_ELEMENT.get(t.dtype, 1)
-
-
-def payload_bytes(model: nn.Module) -> int:
-    """Bytes of the stored tensor data (``numel * element_size``), looking inside torchao tensor subclasses."""
-    total = 0.0
-    for value in model.state_dict().values():
-        for _, t in stored_tensors(value):
-            total += t.numel() * _element_bytes(t)
-    return int(total)
-
-
 def storage(model: nn.Module, *, only: Callable[[str], bool] | None = None):
     """What each state-dict entry really stores: class, inner tensors' dtype and shape, bytes (a DataFrame)."""
     import pandas as pd
@@ -353,7 +314,7 @@ def storage(model: nn.Module, *, only: Callable[[str], bool] | None = None):
                     "part": inner or "-",
                     "dtype": str(t.dtype).replace("torch.", ""),
                     "shape": tuple(t.shape),
-                    "bytes": int(t.numel() * _element_bytes(t)),
+                    "bytes": int(t.numel() * element_bytes(t)),
                 }
             )
     return pd.DataFrame(rows)
@@ -387,30 +348,11 @@ def size_latency_table(
 ):
     """One row per variant: file size, real payload, median CPU latency on ``example``, accuracy (a DataFrame).
 
-    Like ``bench.compare`` but with :func:`payload_bytes` (correct for torchao tensor subclasses).
+    Kept under this name for chapter 02; it is ``bench.compare`` with latency always measured.
     """
-    import pandas as pd
-
-    if not models:
-        raise ValueError("size_latency_table() needs at least one model")
-    baseline = baseline or next(iter(models))
-    if baseline not in models:
-        raise ValueError(f"baseline {baseline!r} is not one of {list(models)}")
-    rows = {}
-    for name, model in models.items():
-        lat = bench.latency(model, example, repeats=repeats, threads=threads, min_time_s=min_time_s)
-        row: dict[str, float] = {
-            "file size (KB)": bench.state_dict_bytes(model) / 1e3,
-            "payload (KB)": payload_bytes(model) / 1e3,
-            "latency (ms)": lat.median_ms,
-        }
-        if accuracy is not None and name in accuracy:
-            row["accuracy (%)"] = 100 * accuracy[name]
-        rows[name] = row
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    table["size ratio"] = table.loc[baseline, "file size (KB)"] / table["file size (KB)"]
-    table["speedup"] = table.loc[baseline, "latency (ms)"] / table["latency (ms)"]
-    return table
+    return bench.compare(
+        models, example, accuracy, repeats=repeats, threads=threads, min_time_s=min_time_s, baseline=baseline
+    )
 
 
 def work_by_layer_type(model: nn.Module, example: torch.Tensor) -> dict[str, dict[str, int]]:

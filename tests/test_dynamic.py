@@ -54,7 +54,7 @@ def test_to_dtype_halves_the_payload_and_keeps_the_original(mlp, example, dtype)
     half = D.to_dtype(mlp, dtype)
     assert all(p.dtype == dtype for p in half.model.parameters())
     assert all(p.dtype == torch.float32 for p in mlp.parameters())
-    assert D.payload_bytes(half.model) * 2 == D.payload_bytes(mlp)
+    assert bench.payload_bytes(half.model) * 2 == bench.payload_bytes(mlp)
     out = half(example)
     assert out.dtype == torch.float32
     assert torch.allclose(out, mlp(example), atol=0.05)
@@ -63,7 +63,7 @@ def test_to_dtype_halves_the_payload_and_keeps_the_original(mlp, example, dtype)
 def test_autocast_keeps_fp32_weights(mlp, example):
     m = D.Autocast(mlp, "bf16")
     assert m(example).dtype == torch.float32
-    assert D.payload_bytes(m) == D.payload_bytes(mlp)
+    assert bench.payload_bytes(m) == bench.payload_bytes(mlp)
     with pytest.raises(ValueError, match="float16 or torch.bfloat16"):
         D.Autocast(mlp, torch.int8)
 
@@ -78,7 +78,7 @@ def test_dynamic_int8_quantizes_linear_only(mlp, example, backend):
     # The original is untouched.
     assert all(torch.equal(a, b) for a, b in zip(before.values(), mlp.state_dict().values()))
     # About 4x smaller; outputs close.
-    assert D.payload_bytes(mlp) / D.payload_bytes(q) > 3.5
+    assert bench.payload_bytes(mlp) / bench.payload_bytes(q) > 3.5
     assert bench.state_dict_bytes(mlp) / bench.state_dict_bytes(q) > 3.0
     assert torch.allclose(q(example), mlp(example), atol=0.05)
 
@@ -98,11 +98,12 @@ def test_dynamic_int8_filter_and_convs():
 
 def test_payload_bytes_looks_inside_torchao_tensors(mlp):
     q = D.dynamic_int8(mlp, "torchao-weight-only")
-    # bench.payload_bytes counts the logical float32 size of the subclass: the reason this function exists.
-    assert bench.payload_bytes(q) == bench.payload_bytes(mlp)
+    # numel * element_size gives the logical float32 size of the subclass: why payload_bytes looks inside.
+    naive = sum(v.numel() * v.element_size() for v in q.state_dict().values())
+    assert naive == bench.payload_bytes(mlp)
     expected = sum(l.weight.numel() * 1 + l.out_features * (4 + 1) + l.out_features * 4
                    for l in mlp.modules() if isinstance(l, nn.Linear))
-    assert D.payload_bytes(q) == expected
+    assert bench.payload_bytes(q) == expected
     s = D.storage(q, only=lambda k: k.startswith("net.1."))
     assert list(s["part"]) == ["qdata", "scale", "zero_point", "-"]
     assert list(s["dtype"]) == ["int8", "float32", "int8", "float32"]
