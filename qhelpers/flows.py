@@ -26,7 +26,7 @@ from torch.ao.quantization import QConfig
 
 from .train import progress
 
-__all__ = ["calibrate", "per_tensor_qconfig", "ptq_eager", "ptq_fx", "ptq_pt2e", "views_as_reshapes", "graph_tensors", "calibration_set", "file_breakdown", "changed_predictions", "Fuse"]
+__all__ = ["calibrate", "per_tensor_qconfig", "ptq_eager", "ptq_fx", "ptq_pt2e", "views_as_reshapes", "graph_tensors", "calibration_set", "Fuse"]
 
 # How to fuse a model for eager mode: groups of module names, or a callable that fuses in place.
 Fuse = list[list[str]] | Callable[[nn.Module], None] | None
@@ -269,99 +269,3 @@ def calibration_set(data, num_batches: int, *, seed: int = 0, batch_size: int | 
         generator=torch.Generator().manual_seed(seed),
     )
     return calibration_loader(loader, num_batches)
-
-
-def _quantized_tensors(obj):
-    if isinstance(obj, Tensor):
-        if obj.is_quantized:
-            yield obj
-    elif isinstance(obj, (tuple, list)):
-        for item in obj:
-            yield from _quantized_tensors(item)
-
-
-def file_breakdown(model: nn.Module) -> dict[str, int]:
-    """Where the bytes of ``torch.save(model.state_dict())`` go, in bytes; the parts add up to ``file``.
-
-    The file is a zip archive: one record per tensor storage, ``data.pkl``
-    (the pickled structure: names, shapes, dtypes and the quantized modules'
-    packed-parameter tuples), a few small metadata records, and the zip
-    format's own headers plus the padding that aligns each storage to 64
-    bytes. A per-channel quantized weight also stores its scales (float64)
-    and zero-points (int64), 16 bytes per output channel, beside its values.
-    """
-    import io
-    import zipfile
-
-    from .bench import payload_bytes
-
-    buf = io.BytesIO()
-    torch.save(model.state_dict(), buf)
-    total = buf.getbuffer().nbytes
-    data = pickled = meta = 0
-    with zipfile.ZipFile(buf) as zf:
-        for info in zf.infolist():
-            name = info.filename.split("/", 1)[-1]
-            if name.startswith("data/"):
-                data += info.file_size
-            elif name == "data.pkl":
-                pickled += info.file_size
-            else:
-                meta += info.file_size
-    qparams = 0
-    for value in model.state_dict().values():
-        for t in _quantized_tensors(value):
-            if t.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
-                qparams += t.q_per_channel_scales().numel() * 8 + t.q_per_channel_zero_points().numel() * 8
-    payload = payload_bytes(model)
-    out = {
-        "tensor payload": payload,
-        "per-channel scales and zero-points": qparams,
-        "other tensor data": data - payload - qparams,
-        "pickled structure (data.pkl)": pickled,
-        "metadata records": meta,
-        "zip headers and alignment": total - data - pickled - meta,
-    }
-    out["file"] = total
-    return out
-
-
-def changed_predictions(
-    images: Tensor,
-    labels: Tensor,
-    before: Tensor,
-    after: Tensor,
-    *,
-    names: tuple[str, str] = ("FP32", "INT8"),
-    class_names: Sequence[str] | None = None,
-    max_images: int = 24,
-):
-    """A grid of the images whose predicted class differs between two models, both predictions shown.
-
-    Titles read ``FP32 7 / INT8 9 (true 7)``; green when the second model is
-    right, red when it is wrong. Returns the matplotlib ``Figure``.
-    """
-    import matplotlib.pyplot as plt
-
-    if not (len(images) == len(labels) == len(before) == len(after)):
-        raise ValueError("images, labels and both predictions must have the same length")
-    idx = torch.nonzero(before != after).flatten()[:max_images].tolist()
-    cols = 8
-    rows = max(1, -(-len(idx) // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.9 * rows), squeeze=False)
-    name = (lambda c: class_names[c]) if class_names is not None else str
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, i in zip(axes.flat, idx):
-        ax.imshow(images[i].squeeze(0).numpy(), cmap="gray")
-        ok = int(after[i]) == int(labels[i])
-        ax.set_title(
-            f"{names[0]} {name(int(before[i]))}\n{names[1]} {name(int(after[i]))} (true {name(int(labels[i]))})",
-            fontsize=7,
-            color="tab:green" if ok else "tab:red",
-        )
-    if not idx:
-        axes.flat[0].text(0.5, 0.5, "no prediction changed", ha="center", va="center")
-    fig.suptitle(f"{len(torch.nonzero(before != after))} test images whose prediction changed ({names[0]} -> {names[1]})")
-    fig.tight_layout()
-    return fig

@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 from .quant import QParams, PerTensor, dequantize
 
 __all__ = [
+    "changed_predictions",
     "weight_histogram",
     "error_vs_bits",
     "comparison_bars",
@@ -197,5 +198,44 @@ def ste(x: torch.Tensor, y: torch.Tensor, grad: torch.Tensor, *, title: str = ""
     ax2.set_title("backward: straight-through, 0 where clipped")
     if title:
         fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def changed_predictions(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    before: torch.Tensor,
+    after: torch.Tensor,
+    *,
+    names: tuple[str, str] = ("FP32", "INT8"),
+    class_names: Sequence[str] | None = None,
+    max_images: int = 24,
+):
+    """A grid of the images whose predicted class differs between two models, both predictions shown.
+
+    Titles read ``FP32 7 / INT8 9 (true 7)``; green when the second model is
+    right, red when it is wrong. Returns the matplotlib ``Figure``.
+    """
+    if not (len(images) == len(labels) == len(before) == len(after)):
+        raise ValueError("images, labels and both predictions must have the same length")
+    idx = torch.nonzero(before != after).flatten()[:max_images].tolist()
+    cols = 8
+    rows = max(1, -(-len(idx) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.9 * rows), squeeze=False)
+    name = (lambda c: class_names[c]) if class_names is not None else str
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, idx):
+        ax.imshow(images[i].squeeze(0).numpy(), cmap="gray")
+        ok = int(after[i]) == int(labels[i])
+        ax.set_title(
+            f"{names[0]} {name(int(before[i]))}\n{names[1]} {name(int(after[i]))} (true {name(int(labels[i]))})",
+            fontsize=7,
+            color="tab:green" if ok else "tab:red",
+        )
+    if not idx:
+        axes.flat[0].text(0.5, 0.5, "no prediction changed", ha="center", va="center")
+    fig.suptitle(f"{len(torch.nonzero(before != after))} test images whose prediction changed ({names[0]} -> {names[1]})")
     fig.tight_layout()
     return fig

@@ -6,7 +6,7 @@ from torch.ao.nn import intrinsic as nni
 from torch.ao.nn import quantized as nnq
 
 import qhelpers
-from qhelpers import flows
+from qhelpers import bench, flows, plots
 from qhelpers.models import FUSE_PATTERNS, QuantReadyCNN, SimpleCNN
 
 
@@ -134,13 +134,13 @@ def test_file_breakdown_adds_up(setup):
     model, calibration = setup
     q = flows.ptq_eager(QuantReadyCNN.from_simple_cnn(model), calibration, fuse=FUSE_PATTERNS)
     for m in (model, q):
-        parts = flows.file_breakdown(m)
+        parts = bench.file_breakdown(m)
         total = parts.pop("file")
         assert sum(parts.values()) == total
         assert all(v >= 0 for v in parts.values())
-    parts = flows.file_breakdown(q)
+    parts = bench.file_breakdown(q)
     assert parts["per-channel scales and zero-points"] == 16 * (10 + 20 + 50 + 10)
-    assert flows.file_breakdown(model)["per-channel scales and zero-points"] == 0
+    assert bench.file_breakdown(model)["per-channel scales and zero-points"] == 0
 
 
 def test_calibration_set_is_seeded_and_independent_of_loader_state():
@@ -167,8 +167,8 @@ def test_changed_predictions_figure():
     labels = torch.tensor([0, 1, 2, 3, 4])
     before = torch.tensor([0, 1, 2, 3, 4])
     after = torch.tensor([0, 7, 2, 3, 9])
-    fig = flows.changed_predictions(images, labels, before, after)
+    fig = plots.changed_predictions(images, labels, before, after)
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert titles == ["FP32 1\nINT8 7 (true 1)", "FP32 4\nINT8 9 (true 4)"]
     with pytest.raises(ValueError, match="same length"):
-        flows.changed_predictions(images, labels[:3], before, after)
+        plots.changed_predictions(images, labels[:3], before, after)
