@@ -28,6 +28,9 @@ from .quant import (
     PerTensor,
     QParams,
     _broadcast,
+    _check_float,
+    _qparams_shape,
+    _reduce_dims,
     choose_qparams,
     dequantize,
     quantize,
@@ -67,22 +70,11 @@ class ClipRange:
 
 
 def _rows(x: torch.Tensor, granularity: Granularity) -> tuple[torch.Tensor, tuple[int, ...]]:
-    """``x`` as rows sharing one range each, and the shape of the range tensors."""
-    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-        raise TypeError(f"x must be a floating-point torch.Tensor, got {type(x).__name__}")
-    if x.numel() == 0:
-        raise ValueError("x is empty: there is no range to calibrate")
-    if not torch.isfinite(x).all():
-        raise ValueError("x holds NaN/inf values; a clipping range needs finite numbers")
-    x = x.detach().float()
-    if isinstance(granularity, PerTensor):
-        return x.reshape(1, -1), ()
-    if isinstance(granularity, PerChannel):
-        if x.dim() == 0:
-            raise ValueError("PerChannel needs a tensor with at least one dimension")
-        axis = granularity.axis % x.dim()
-        return x.movedim(axis, 0).reshape(x.shape[axis], -1), (x.shape[axis],)
-    raise TypeError(f"calibration supports PerTensor() and PerChannel(axis), got {granularity!r}")
+    """``x`` as rows sharing one range each, and the shape of the range tensors: as ``quant.choose_qparams`` sees them."""
+    _check_float(x)
+    if isinstance(granularity, PerChannel) and x.dim() == 0:
+        raise ValueError("PerChannel needs a tensor with at least one dimension")
+    return _reduce_dims(x.detach().float(), granularity), _qparams_shape(x, granularity)
 
 
 def minmax_range(x: torch.Tensor, granularity: Granularity = PerTensor()) -> ClipRange:
