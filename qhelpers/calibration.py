@@ -16,6 +16,8 @@ value per channel, as ``choose_qparams`` expects.
 
 from __future__ import annotations
 
+import inspect
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -28,12 +30,18 @@ from .quant import (
     PerTensor,
     QParams,
     _broadcast,
-    _check_float,
-    _qparams_shape,
-    _reduce_dims,
-    choose_qparams,
-    dequantize,
-    quantize,
+    _check_int,
+    _check_mapping,
+    _check_order,
+    _check_qparams,
+    _check_real,
+    _float32,
+    _grid,
+    _kind,
+    _qparams_for_range,
+    _range_tensor,
+    _rows,
+    quant_range,
 )
 
 __all__ = [
@@ -59,6 +67,21 @@ class ClipRange:
     max_val: torch.Tensor
     method: str
 
+    def __post_init__(self) -> None:
+        for name in ("min_val", "max_val"):
+            value = getattr(self, name)
+            if not isinstance(value, torch.Tensor):
+                raise TypeError(f"ClipRange.{name} must be a torch.Tensor, got {_kind(value)}; e.g. torch.tensor(-1.0)")
+            _range_tensor(f"ClipRange.{name}", value)
+        if self.min_val.shape != self.max_val.shape:
+            raise ValueError(
+                f"ClipRange.min_val (shape {tuple(self.min_val.shape)}) and max_val "
+                f"(shape {tuple(self.max_val.shape)}) must have the same shape: one range per scale"
+            )
+        _check_order(self.min_val.float(), self.max_val.float())
+        if not isinstance(self.method, str):
+            raise TypeError(f"ClipRange.method must be a str naming how the range was chosen, got {_kind(self.method)}")
+
     def as_kwargs(self) -> dict[str, torch.Tensor]:
         """``{'min_val': ..., 'max_val': ...}`` for :func:`qhelpers.quant.choose_qparams`."""
         return {"min_val": self.min_val, "max_val": self.max_val}
@@ -67,14 +90,6 @@ class ClipRange:
         if self.min_val.dim() == 0:
             return f"{self.method}: [{float(self.min_val):.4g}, {float(self.max_val):.4g}]"
         return f"{self.method}: {self.min_val.numel()} per-channel ranges"
-
-
-def _rows(x: torch.Tensor, granularity: Granularity) -> tuple[torch.Tensor, tuple[int, ...]]:
-    """``x`` as rows sharing one range each, and the shape of the range tensors: as ``quant.choose_qparams`` sees them."""
-    _check_float(x)
-    if isinstance(granularity, PerChannel) and x.dim() == 0:
-        raise ValueError("PerChannel needs a tensor with at least one dimension")
-    return _reduce_dims(x.detach().float(), granularity), _qparams_shape(x, granularity)
 
 
 def minmax_range(x: torch.Tensor, granularity: Granularity = PerTensor()) -> ClipRange:
@@ -89,7 +104,7 @@ def percentile_range(x: torch.Tensor, percentile: float = 99.99, granularity: Gr
 
     ``percentile=99.9`` keeps ``[q_0.1%, q_99.9%]``; ``100`` is the same as min/max.
     """
-    if not 50.0 < percentile <= 100.0:
+    if not 50.0 < _check_real("percentile", percentile) <= 100.0:
         raise ValueError(f"percentile={percentile} must be in (50, 100], e.g. 99.9 or 99.99")
     rows, shape = _rows(x, granularity)
     n = rows.shape[1]
@@ -118,17 +133,19 @@ def mse_range(
     the result is never worse than :func:`minmax_range`. Per channel, each
     channel gets its own best ``f``.
     """
-    if num_candidates < 1:
-        raise ValueError(f"num_candidates={num_candidates} must be at least 1")
-    if not 0.0 < min_fraction <= 1.0:
-        raise ValueError(f"min_fraction={min_fraction} must be in (0, 1]")
+    if _check_int("num_candidates", num_candidates, "; e.g. 100") < 1:
+        raise ValueError(f"num_candidates={num_candidates} must be at least 1, e.g. 100")
+    if not 0.0 < _check_real("min_fraction", min_fraction) <= 1.0:
+        raise ValueError(f"min_fraction={min_fraction} must be in (0, 1], e.g. 0.01")
+    quant_range(bits, signed)
+    _check_mapping(mapping)
     rows, shape = _rows(x, granularity)
     lo, hi = torch.aminmax(rows, dim=1)
     best_err = torch.full_like(lo, float("inf"), dtype=torch.float64)
     best_f = torch.ones_like(lo)
     for f in torch.linspace(min_fraction, 1.0, num_candidates).tolist():
-        qp = choose_qparams(rows, bits, mapping, signed, PerChannel(0), min_val=lo * f, max_val=hi * f)
-        err = ((dequantize(quantize(rows, qp), qp) - rows).double() ** 2).mean(dim=1)
+        qp = _qparams_for_range(lo * f, hi * f, bits, mapping, signed, PerChannel(0))
+        err = ((_fake_quantize(rows, qp) - rows).double() ** 2).mean(dim=1)
         better = err < best_err
         best_err = torch.where(better, err, best_err)
         best_f = torch.where(better, torch.full_like(best_f, f), best_f)
@@ -137,13 +154,18 @@ def mse_range(
 
 def calibrate_range(x: torch.Tensor, method: str = "minmax", **kwargs) -> ClipRange:
     """Dispatch by name: ``'minmax'``, ``'percentile'`` (``percentile=``) or ``'mse'`` (``bits=``, ...)."""
-    if method == "minmax":
-        return minmax_range(x, **kwargs)
-    if method == "percentile":
-        return percentile_range(x, **kwargs)
-    if method == "mse":
-        return mse_range(x, **kwargs)
-    raise ValueError(f"unknown calibration method {method!r}; choose one of {METHODS}")
+    if not isinstance(method, str):
+        raise TypeError(f"method must be a str, one of {METHODS}; got {_kind(method)}")
+    if method not in METHODS:
+        raise ValueError(f"unknown calibration method {method!r}; choose one of {METHODS}")
+    fn = {"minmax": minmax_range, "percentile": percentile_range, "mse": mse_range}[method]
+    takes = [p for p in inspect.signature(fn).parameters if p != "x"]
+    unknown = sorted(set(kwargs) - set(takes))
+    if unknown:
+        raise TypeError(
+            f"calibrate_range(method={method!r}) does not take {', '.join(unknown)}; it takes {', '.join(takes)}"
+        )
+    return fn(x, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -164,8 +186,19 @@ def error_breakdown(x: torch.Tensor, qparams: QParams) -> ErrorBreakdown:
 
     Both parts are divided by the total number of elements, so they add up to the MSE.
     """
-    x = x.detach().float()
-    x_hat = dequantize(quantize(x, qparams), qparams)
+    x = _float32(x)
+    _check_qparams(qparams, x)
+    return _breakdown(x, qparams)
+
+
+def _fake_quantize(x: torch.Tensor, qparams: QParams) -> torch.Tensor:
+    """dequantize(quantize(x)) for a checked float32 ``x``, without checking again (for the loops here)."""
+    grid, scale, zero_point = _grid(x, qparams)
+    return (torch.clamp(grid, qparams.quant_min, qparams.quant_max) - zero_point) * scale
+
+
+def _breakdown(x: torch.Tensor, qparams: QParams) -> ErrorBreakdown:
+    x_hat = _fake_quantize(x, qparams)
     g = qparams.granularity
     scale = _broadcast(qparams.scale.float(), x, g)
     zero_point = _broadcast(qparams.zero_point, x, g)
@@ -186,15 +219,22 @@ def clip_sweep(
     signed: bool = True,
 ) -> dict[str, list[float]]:
     """Rounding, clipping and total MSE when the range is ``fraction * max|x|`` (per tensor), for each fraction."""
+    x = _float32(x)
+    a = float(x.abs().max())
+    example = "e.g. torch.linspace(0.05, 1, 40).tolist()"
+    if isinstance(fractions, (str, bytes, torch.Tensor)) or not isinstance(fractions, Sequence):
+        raise TypeError(f"fractions must be a list of numbers, {example}; got {_kind(fractions)}")
     if not len(fractions):
-        raise ValueError("fractions is empty: pass e.g. torch.linspace(0.05, 1, 40).tolist()")
-    a = float(x.detach().abs().max())
+        raise ValueError(f"fractions is empty: pass {example}")
+    for i, f in enumerate(fractions):
+        if not (_check_real(f"fractions[{i}]", f) > 0 and math.isfinite(f)):
+            raise ValueError(f"fractions[{i}]={f} must be a positive finite number (1 is the full range max|x|)")
+    quant_range(bits, signed)
+    _check_mapping(mapping)
     out: dict[str, list[float]] = {"clip": [], "rounding": [], "clipping": [], "total": []}
     for f in fractions:
-        if f <= 0:
-            raise ValueError(f"fraction {f} must be positive")
-        qp = choose_qparams(x, bits, mapping, signed, min_val=torch.tensor(-a * f), max_val=torch.tensor(a * f))
-        e = error_breakdown(x, qp)
+        qp = _qparams_for_range(torch.tensor(-a * f), torch.tensor(a * f), bits, mapping, signed, PerTensor())
+        e = _breakdown(x, qp)
         out["clip"].append(a * f)
         out["rounding"].append(e.rounding_mse)
         out["clipping"].append(e.clipping_mse)

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from qhelpers.calibration import (
+    METHODS,
     ClipRange,
     calibrate_range,
     clip_sweep,
@@ -110,3 +111,80 @@ def test_full_range_never_counts_as_clipping(seed):
     x = torch.randn(1000, generator=torch.Generator().manual_seed(seed))
     s = clip_sweep(x, [1.0], bits=4)
     assert s["clipping"] == [0.0]
+
+
+# --- bad input: every mistake gets a ValueError/TypeError from qhelpers that says what to do ---------
+
+_X = torch.randn(64, 33, generator=torch.Generator().manual_seed(3))
+_QP = choose_qparams(_X[0])
+_QPC = choose_qparams(_X, granularity=PerChannel(0))
+_NAN = torch.tensor([0.5, float("nan")])
+
+BAD_CALLS = [
+    ("minmax-list", lambda: minmax_range([1.0, 2.0]), TypeError, r"x must be a torch.Tensor, got list"),
+    ("minmax-empty", lambda: minmax_range(torch.empty(0)), ValueError, r"x is empty"),
+    ("minmax-axis-out-of-range", lambda: minmax_range(_X, PerChannel(5)), ValueError, r"PerChannel\(axis=5\) does not fit x of shape \(64, 33\)"),
+    ("minmax-granularity-str", lambda: minmax_range(_X, "per_channel"), TypeError, r"granularity must be PerTensor\(\), PerChannel\(axis\) or PerGroup\(size\)"),
+    ("minmax-0d-per-channel", lambda: minmax_range(torch.tensor(1.0), PerChannel(0)), ValueError, r"at least one dimension, but x is 0-d"),
+    ("percentile-str", lambda: percentile_range(_X, "99"), TypeError, r"percentile must be a number, got str '99'"),
+    ("percentile-none", lambda: percentile_range(_X, None), TypeError, r"percentile must be a number, got NoneType"),
+    ("percentile-bool", lambda: percentile_range(_X, True), TypeError, r"percentile must be a number, got bool"),
+    ("percentile-granularity-in-its-place", lambda: percentile_range(_X, PerChannel(0)), TypeError, r"percentile must be a number, got PerChannel"),
+    ("percentile-nan", lambda: percentile_range(_X, float("nan")), ValueError, r"percentile=nan must be in \(50, 100\]"),
+    ("percentile-101", lambda: percentile_range(_X, 101), ValueError, r"percentile=101 must be in \(50, 100\]"),
+    ("mse-candidates-float", lambda: mse_range(_X, num_candidates=1.5), TypeError, r"num_candidates must be an int, got float 1.5"),
+    ("mse-candidates-bool", lambda: mse_range(_X, num_candidates=True), TypeError, r"num_candidates must be an int, got bool"),
+    ("mse-candidates-zero", lambda: mse_range(_X, num_candidates=0), ValueError, r"num_candidates=0 must be at least 1"),
+    ("mse-fraction-str", lambda: mse_range(_X, min_fraction="0.1"), TypeError, r"min_fraction must be a number, got str"),
+    ("mse-fraction-nan", lambda: mse_range(_X, min_fraction=float("nan")), ValueError, r"min_fraction=nan must be in \(0, 1\]"),
+    ("mse-bits-bool", lambda: mse_range(_X, bits=True), TypeError, r"bits must be an int, got bool"),
+    ("mse-bits-1", lambda: mse_range(_X, bits=1), ValueError, r"bits=1 is outside the supported range 2-16"),
+    ("mse-mapping-str", lambda: mse_range(_X, mapping="sym"), TypeError, r"mapping must be MappingType"),
+    ("mse-signed-str", lambda: mse_range(_X, signed="yes"), TypeError, r"signed must be True or False"),
+    ("mse-range-too-wide", lambda: mse_range(torch.tensor([3e38, -3e38, 1.0])), ValueError, r"too wide for float32"),
+    ("dispatch-method-none", lambda: calibrate_range(_X, None), TypeError, r"method must be a str, one of \('minmax', 'percentile', 'mse'\); got NoneType"),
+    ("dispatch-wrong-kwarg", lambda: calibrate_range(_X, "minmax", bits=4), TypeError, r"calibrate_range\(method='minmax'\) does not take bits; it takes granularity"),
+    ("dispatch-typo-kwarg", lambda: calibrate_range(_X, "percentile", percentil=99), TypeError, r"does not take percentil; it takes percentile, granularity"),
+    ("breakdown-qparams-none", lambda: error_breakdown(_X[0], None), TypeError, r"qparams must be a QParams"),
+    ("breakdown-list", lambda: error_breakdown([1.0], _QP), TypeError, r"x must be a torch.Tensor"),
+    ("breakdown-nan", lambda: error_breakdown(_NAN, _QP), ValueError, r"x holds 1 NaN/inf value\(s\)"),
+    ("breakdown-int", lambda: error_breakdown(torch.arange(5), _QP), TypeError, r"x must be a floating-point tensor"),
+    ("breakdown-empty", lambda: error_breakdown(torch.empty(0), _QP), ValueError, r"x is empty"),
+    ("breakdown-other-shape", lambda: error_breakdown(_X[:10], _QPC), ValueError, r"qparams hold scales of shape \(64,\) but PerChannel\(axis=0\) on x of shape \(10, 33\)"),
+    ("sweep-negative", lambda: clip_sweep(_X, [0.5, -1]), ValueError, r"fractions\[1\]=-1 must be a positive finite number"),
+    ("sweep-nan", lambda: clip_sweep(_X, [0.5, float("nan")]), ValueError, r"fractions\[1\]=nan must be a positive finite number"),
+    ("sweep-inf", lambda: clip_sweep(_X, [float("inf")]), ValueError, r"fractions\[0\]=inf"),
+    ("sweep-str-item", lambda: clip_sweep(_X, [0.5, "1"]), TypeError, r"fractions\[1\] must be a number, got str"),
+    ("sweep-str", lambda: clip_sweep(_X, "0.5"), TypeError, r"fractions must be a list of numbers, e\.g\. torch\.linspace\(0\.05, 1, 40\)\.tolist\(\); got str"),
+    ("sweep-number", lambda: clip_sweep(_X, 0.5), TypeError, r"fractions must be a list of numbers.*got float"),
+    ("sweep-generator", lambda: clip_sweep(_X, (f for f in [0.5])), TypeError, r"fractions must be a list of numbers.*got generator"),
+    ("sweep-tensor", lambda: clip_sweep(_X, torch.linspace(0.1, 1, 3)), TypeError, r"fractions must be a list of numbers.*\.tolist\(\).*got a torch.float32 tensor"),
+    ("sweep-x-list", lambda: clip_sweep([1.0], [0.5]), TypeError, r"x must be a torch.Tensor"),
+    ("sweep-x-empty", lambda: clip_sweep(torch.empty(0), [0.5]), ValueError, r"x is empty"),
+    ("sweep-x-nan", lambda: clip_sweep(_NAN, [0.5]), ValueError, r"NaN/inf"),
+    ("sweep-mapping-str", lambda: clip_sweep(_X, [0.5], mapping="sym"), TypeError, r"mapping must be MappingType"),
+    ("cliprange-float", lambda: ClipRange(1.0, 2.0, "x"), TypeError, r"ClipRange.min_val must be a torch.Tensor, got float 1.0"),
+    ("cliprange-nan", lambda: ClipRange(torch.tensor(float("nan")), torch.tensor(1.0), "x"), ValueError, r"ClipRange.min_val holds nan"),
+    ("cliprange-reversed", lambda: ClipRange(torch.tensor(2.0), torch.tensor(1.0), "x"), ValueError, r"min_val \(2\) exceeds max_val \(1\)"),
+    ("cliprange-shapes", lambda: ClipRange(torch.zeros(2), torch.tensor(1.0), "x"), ValueError, r"ClipRange.min_val \(shape \(2,\)\) and max_val \(shape \(\)\) must have the same shape"),
+    ("cliprange-method", lambda: ClipRange(torch.tensor(0.0), torch.tensor(1.0), 5), TypeError, r"ClipRange.method must be a str"),
+    ("per-channel-range-under-per-tensor", lambda: choose_qparams(_X, **minmax_range(_X, PerChannel(0)).as_kwargs()), ValueError, r"min_val has shape \(64,\) but PerTensor\(\) takes one range"),
+]
+
+
+@pytest.mark.parametrize("call,exc,match", [c[1:] for c in BAD_CALLS], ids=[c[0] for c in BAD_CALLS])
+def test_bad_input_gives_a_clear_error(call, exc, match):
+    with pytest.raises(exc, match=match) as info:
+        call()
+    assert type(info.value) is exc
+    assert "/qhelpers/" in info.traceback[-1].path.as_posix()  # raised by qhelpers itself, not inside torch
+
+
+def test_other_float_dtypes_calibrate_like_float32():
+    """float16/bfloat16/float64 input: ranges taken in float32, as choose_qparams does (float16/bfloat16 widen exactly)."""
+    for dtype in (torch.float16, torch.bfloat16, torch.float64):
+        x = _X.to(dtype)
+        for method in METHODS:
+            r, ref = calibrate_range(x, method), calibrate_range(x.float(), method)
+            assert torch.equal(r.min_val, ref.min_val) and torch.equal(r.max_val, ref.max_val)
+        assert error_breakdown(x, choose_qparams(x, 4)) == error_breakdown(x.float(), choose_qparams(x, 4))

@@ -16,6 +16,7 @@ from qhelpers.quant import (
     PerChannel,
     PerGroup,
     PerTensor,
+    QParams,
     choose_qparams,
     dequantize,
     fake_quantize,
@@ -64,9 +65,12 @@ MAPPINGS = [SYM, ASYM]
 
 
 def _observer_qparams(x, bits, mapping, signed, axis=None):
-    # 8 bits: the observers' default range; other widths: a customized quant_min/quant_max
-    qmin, qmax = quant_range(bits, signed) if bits != 8 else (None, None)
-    dtype = torch.qint8 if signed else torch.quint8
+    # 8 and 16 bits: the observers' own dtypes and default ranges; other widths: a customized quant_min/quant_max
+    qmin, qmax = quant_range(bits, signed) if bits not in (8, 16) else (None, None)
+    if bits == 16:
+        dtype = torch.int16 if signed else torch.uint16
+    else:  # qint8 refuses a custom range wider than 8 bits: use qint32 for signed 12 bits
+        dtype = (torch.qint8 if bits <= 8 else torch.qint32) if signed else torch.quint8
     if axis is None:
         scheme = torch.per_tensor_symmetric if mapping is SYM else torch.per_tensor_affine
         obs = MinMaxObserver(dtype=dtype, qscheme=scheme, quant_min=qmin, quant_max=qmax)
@@ -82,7 +86,7 @@ def _observer_qparams(x, bits, mapping, signed, axis=None):
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("mapping", MAPPINGS)
 @pytest.mark.parametrize("signed", [False, True])
-@pytest.mark.parametrize("bits", [2, 4, 8])
+@pytest.mark.parametrize("bits", [2, 4, 8, 12, 16])
 def test_qparams_match_minmax_observer(kind, mapping, signed, bits):
     x = _tensor(kind)
     scale, zp = _observer_qparams(x, bits, mapping, signed)
@@ -95,10 +99,11 @@ def test_qparams_match_minmax_observer(kind, mapping, signed, bits):
 @pytest.mark.parametrize("mapping", MAPPINGS)
 @pytest.mark.parametrize("signed", [False, True])
 @pytest.mark.parametrize("axis", [0, 1])
-def test_qparams_match_per_channel_observer(kind, mapping, signed, axis):
+@pytest.mark.parametrize("bits", [8, 16])
+def test_qparams_match_per_channel_observer(kind, mapping, signed, axis, bits):
     x = _tensor(kind)
-    scale, zp = _observer_qparams(x, 8, mapping, signed, axis=axis)
-    qp = choose_qparams(x, 8, mapping, signed, PerChannel(axis))
+    scale, zp = _observer_qparams(x, bits, mapping, signed, axis=axis)
+    qp = choose_qparams(x, bits, mapping, signed, PerChannel(axis))
     assert torch.equal(qp.scale, scale)
     assert torch.equal(qp.zero_point, zp.long())
 
@@ -173,6 +178,64 @@ def test_fake_quantize_per_channel_bit_exact(kind, mapping, signed, bits, axis):
     assert torch.equal(fake_quantize(x, qp), ref)
 
 
+# --- other input dtypes: PyTorch rounds float64 in double, widens float16/bfloat16 to float32 --------
+
+@pytest.mark.parametrize("kind", ["normal", "outliers", "ties", "constant", "tiny"])
+@pytest.mark.parametrize("mapping", MAPPINGS)
+@pytest.mark.parametrize("signed", [False, True])
+@pytest.mark.parametrize("bits", [4, 8, 16])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
+def test_fake_quantize_other_dtypes_bit_exact(kind, mapping, signed, bits, dtype):
+    g = torch.Generator().manual_seed(bits)
+    x = _tensor(kind).double()
+    if kind in ("normal", "outliers"):  # float64 values between float32 numbers: rounding them to float32 first changes codes
+        x = x + torch.randn(x.shape, generator=g, dtype=torch.float64) * 1e-9
+    x = x.to(dtype).requires_grad_(True)
+    grad = torch.randn(x.shape, generator=g).to(dtype)
+    qp = choose_qparams(x, bits, mapping, signed)
+    refs = [(qp, torch.fake_quantize_per_tensor_affine(x, float(qp.scale), int(qp.zero_point), qp.quant_min, qp.quant_max))]
+    for axis in (0, 1):
+        qc = choose_qparams(x, bits, mapping, signed, PerChannel(axis))
+        refs.append((qc, torch.fake_quantize_per_channel_affine(x, qc.scale, qc.zero_point.int(), axis, qc.quant_min, qc.quant_max)))
+    for q, ref in refs:
+        mine = fake_quantize(x, q)
+        assert mine.dtype == dtype and torch.equal(mine, ref)
+        assert torch.equal(torch.autograd.grad(mine, x, grad)[0], torch.autograd.grad(ref, x, grad)[0])
+
+
+def test_float64_codes_are_rounded_in_double():
+    """quantize() rounds float64 as fake_quantize (and PyTorch's fake-quant kernels) do; rounding to float32 first differs."""
+    x = torch.randn(100_000, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 3
+    qp = choose_qparams(x, 16)
+    fq = fake_quantize(x, qp)
+    assert torch.equal(dequantize(quantize(x, qp), qp).double(), fq)  # per tensor: dequantized in float32, like PyTorch
+    assert not torch.equal(quantize(x, qp), quantize(x.float(), qp))  # the double rounding matters at 16 bits
+
+
+def test_huge_ratio_clamps_where_pytorch_per_channel_overflows():
+    """|x / scale| >= 2**63: PyTorch's per-channel kernel casts to int64 first and returns quant_min; we clamp."""
+    x = torch.tensor([[9e18, 1e19, -1e19, 1e30, -1e30, 0.5]])
+    qp = QParams(torch.tensor(1.0), torch.tensor(3), 0, 255)
+    qc = QParams(torch.ones(1), torch.full((1,), 3), 0, 255, PerChannel(0))
+    expected = torch.tensor([[252.0, 252.0, -3.0, 252.0, -3.0, 0.0]])
+    assert torch.equal(fake_quantize(x, qp), expected) and torch.equal(fake_quantize(x, qc), expected)
+    assert torch.equal(torch.fake_quantize_per_tensor_affine(x, 1.0, 3, 0, 255), expected)
+    theirs = torch.fake_quantize_per_channel_affine(x, torch.ones(1), torch.full((1,), 3, dtype=torch.int32), 0, 0, 255)
+    assert theirs[0, 1] == -3.0 and theirs[0, 3] == -3.0  # the documented PyTorch overflow (1e19 > 2**63 -> quant_min)
+
+
+@pytest.mark.parametrize("mapping,signed", [(ASYM, False), (SYM, True), (SYM, False)])
+def test_range_too_wide_for_float32_refused(mapping, signed):
+    """MinMaxObserver returns scale=inf (or a grid ending at inf) and NaN/inf outputs; choose_qparams refuses."""
+    x = torch.tensor([3.4e38, -3.4e38, 1.0])
+    scale, zp = _observer_qparams(x, 8, mapping, signed)
+    ref = torch.fake_quantize_per_tensor_affine(x, float(scale), int(zp), *quant_range(8, signed))
+    assert not torch.isfinite(ref).all()
+    with pytest.raises(ValueError, match=r"too wide for float32.*x / 1e30"):
+        choose_qparams(x, 8, mapping, signed)
+    assert torch.isfinite(fake_quantize(x / 1e30, choose_qparams(x / 1e30, 8, mapping, signed))).all()
+
+
 # --- properties of the math itself ---------------------------------------------------------------
 
 @pytest.mark.parametrize("mapping", MAPPINGS)
@@ -224,6 +287,9 @@ def test_metrics():
     assert max_abs_error(x, y) == pytest.approx(0.5)
     assert sqnr_db(x, y) == pytest.approx(10 * math.log10(14 / 0.25))
     assert sqnr_db(x, x) == math.inf
+    # no signal: exact is still inf; anything else is all noise, -inf dB (not a math domain error)
+    assert sqnr_db(torch.zeros(3), torch.zeros(3)) == math.inf
+    assert sqnr_db(torch.zeros(3), torch.ones(3)) == -math.inf
 
 
 def test_quant_range():
