@@ -7,29 +7,47 @@ Where the files come from, in order:
    folder, read-only): the ``.gz`` files are copied, their md5 checked against
    torchvision's list, then unpacked;
 3. for Fashion-MNIST, Debian's package ``dataset-fashion-mnist``
-   (``/usr/share/datasets/fashion-mnist``): recompressed by Debian, so the md5
-   differs; the unpacked idx headers and sizes are checked instead;
+   (``/usr/share/datasets/fashion-mnist``): recompressed by Debian, so the
+   ``.gz`` md5 differs; the unpacked files' md5 is checked instead;
 4. torchvision's own download.
 
+The four ``.gz`` files may also be copied into the data folder by hand
+(``<data>/MNIST/raw/``): they are unpacked and checked like the others.
+
 Files are staged in a temporary folder and moved into place only when all of
-them check out, so a failure never leaves half a data set behind.
+them check out, so a failure never leaves half a data set behind; staging
+folders of an install that was killed are removed by the next one (installs
+into one folder take turns, under a lock on it).
+
+Every load checks each unpacked file's size and idx header, and its md5 (the
+md5 of the *unpacked* data, recorded below once for both data sets: the same
+for torchvision's files and Debian's recompressed ones) whenever the file is
+new or its size or mtime changed since the last check; the checks passed are
+kept in ``<data>/<DataSet>/.qhelpers-verified.json``.
 """
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import hashlib
+import json
+import numbers
 import os
 import shutil
 import struct
 import sys
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 from torchvision import datasets
+
+from .record import atomic_open
 
 __all__ = [
     "DATASETS",
@@ -42,6 +60,7 @@ __all__ = [
     "Loaders",
     "loaders",
     "calibration_loader",
+    "SEED_MAX",
 ]
 
 DATASETS: dict[str, type[datasets.MNIST]] = {
@@ -61,6 +80,25 @@ _IDX_EXPECTED = {
     "t10k-images": (2051, 10000),
     "t10k-labels": (2049, 10000),
 }
+# md5 of the unpacked idx files: MNIST unpacked from torchvision's md5-checked .gz files; Fashion-MNIST
+# from Debian's dataset-fashion-mnist, equal to what torchvision's .gz files unpack to (torchvision's
+# own FashionMNIST listed these in its old ``raw_data``).
+_UNPACKED_MD5: dict[str, dict[str, str]] = {
+    "MNIST": {
+        "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+        "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+        "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+        "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+    },
+    "FashionMNIST": {
+        "train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+        "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
+        "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
+        "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
+    },
+}
+_STAMP = ".qhelpers-verified.json"  # in <data>/<DataSet>/: {file: [size, mtime_ns, md5]} of files that passed
+SEED_MAX = 2**32 - 1  # NumPy's limit, so that one seed works for every library the course seeds
 
 
 class DataUnavailableError(RuntimeError):
@@ -72,9 +110,34 @@ class CorruptDataError(RuntimeError):
 
 
 def _check_name(name: str) -> type[datasets.MNIST]:
-    if name not in DATASETS:
+    if not isinstance(name, str) or name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}")
     return DATASETS[name]
+
+
+def _check_int(name: str, value: object, lo: int, hi: int | None = None) -> int:
+    """``value`` as an int if it is one (not a bool, not a float) with ``lo <= value <= hi``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}={value!r} must be an int, not {type(value).__name__}")
+    if value < lo or (hi is not None and value > hi):
+        raise ValueError(f"{name}={value} must be " + (f"at least {lo}" if hi is None else f"between {lo} and {hi}"))
+    return int(value)
+
+
+def _check_seed(seed: object) -> int:
+    return _check_int("seed", seed, 0, SEED_MAX)
+
+
+def _check_bool(name: str, value: object, meaning: str = "") -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name}={value!r} must be True or False{meaning}, not {type(value).__name__}")
+    return value
+
+
+def _as_path(name: str, value: object) -> Path:
+    if not isinstance(value, (str, os.PathLike)) or str(value) == "":
+        raise TypeError(f"{name}={value!r} must be a folder path (str or Path)")
+    return Path(value).expanduser()
 
 
 def data_dir() -> Path:
@@ -102,6 +165,10 @@ def _is_complete(raw: Path, cls: type[datasets.MNIST]) -> bool:
     return all((raw / _unpacked(f)).is_file() for f, _ in _files(cls))
 
 
+def _has_gz(raw: Path, cls: type[datasets.MNIST]) -> bool:
+    return all((raw / f).is_file() for f, _ in _files(cls))
+
+
 def _md5(path: Path) -> str:
     h = hashlib.md5()
     with open(path, "rb") as fh:
@@ -110,35 +177,93 @@ def _md5(path: Path) -> str:
     return h.hexdigest()
 
 
-def _check_idx(path: Path) -> None:
-    """Check an unpacked idx file's magic number, item count and total size."""
+def _check_idx(path: Path, label: str | None = None) -> None:
+    """Check an unpacked idx file's magic number, item count, image size and total size (cheap: 16 bytes read)."""
+    label = label or str(path)
     prefix = path.name.rsplit("-idx", 1)[0]
     magic, count = _IDX_EXPECTED[prefix]
+    head = 16 if magic == 2051 else 8
     with open(path, "rb") as fh:
-        header = fh.read(16 if magic == 2051 else 8)
-    got_magic, got_count = struct.unpack(">II", header[:8])
+        header = fh.read(head)
+    got = path.stat().st_size
     size = 16 + count * 28 * 28 if magic == 2051 else 8 + count
-    if magic == 2051:
+    if len(header) < head:
+        raise CorruptDataError(f"{label}: {got} bytes, too short for an idx header; expected {size} bytes")
+    got_magic, got_count = struct.unpack(">II", header[:8])
+    if magic == 2051 and got_magic == magic:
         rows, cols = struct.unpack(">II", header[8:16])
         if (rows, cols) != (28, 28):
-            raise CorruptDataError(f"{path.name}: images are {rows}x{cols}, expected 28x28")
-    if (got_magic, got_count) != (magic, count) or path.stat().st_size != size:
+            raise CorruptDataError(f"{label}: images are {rows}x{cols}, expected 28x28")
+    if (got_magic, got_count) != (magic, count):
         raise CorruptDataError(
-            f"{path.name}: idx header says magic={got_magic} count={got_count}, "
-            f"size {path.stat().st_size} bytes; expected magic={magic} count={count}, {size} bytes"
+            f"{label}: idx header says magic={got_magic} count={got_count}, "
+            f"size {got} bytes; expected magic={magic} count={count}, {size} bytes"
         )
+    if got != size:
+        raise CorruptDataError(f"{label}: {got} bytes, expected {size}: the file is {'truncated' if got < size else 'too long'}")
 
 
-def _unpack(gz: Path, dest: Path) -> None:
+def _check_md5(path: Path, cls: type[datasets.MNIST], label: str | None = None) -> str:
+    """Compare an unpacked file's md5 with the data set's; returns it."""
+    expected = _UNPACKED_MD5[cls.__name__][path.name]
+    got = _md5(path)
+    if got != expected:
+        raise CorruptDataError(f"{label or path}: md5 {got} of the unpacked data does not match the data set's {expected}")
+    return got
+
+
+def _read_stamp(path: Path) -> dict[str, list]:
+    try:
+        stamp = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return stamp if isinstance(stamp, dict) else {}
+
+
+def _write_stamp(raw: Path, cls: type[datasets.MNIST]) -> None:
+    """Record the installed files as verified (best effort: a read-only data folder re-checks md5 on each load)."""
+    stamp = {}
+    for gz_name, _ in _files(cls):
+        st = (raw / _unpacked(gz_name)).stat()
+        stamp[_unpacked(gz_name)] = [st.st_size, st.st_mtime_ns, _UNPACKED_MD5[cls.__name__][_unpacked(gz_name)]]
+    try:
+        with atomic_open(raw.parent / _STAMP) as fh:
+            json.dump(stamp, fh, indent=1, sort_keys=True)
+    except OSError:
+        pass
+
+
+def _verify(raw: Path, cls: type[datasets.MNIST], name: str) -> None:
+    """Check the installed files: size and header always, md5 when new or changed since the last check."""
+    stamp = _read_stamp(raw.parent / _STAMP)
+    changed = False
+    for gz_name, _ in _files(cls):
+        path = raw / _unpacked(gz_name)
+        try:
+            _check_idx(path)
+            st = path.stat()
+            if stamp.get(path.name) != [st.st_size, st.st_mtime_ns, _UNPACKED_MD5[cls.__name__][path.name]]:
+                _check_md5(path, cls)
+                changed = True
+        except CorruptDataError as exc:
+            raise CorruptDataError(
+                f"{exc}. The installed file is damaged: delete it and run `python -m qhelpers.data {name}` "
+                "to install it again."
+            ) from None
+    if changed:
+        _write_stamp(raw, cls)
+
+
+def _unpack(gz: Path, dest: Path, label: Path) -> None:
     try:
         with gzip.open(gz, "rb") as src, open(dest, "wb") as out:
             shutil.copyfileobj(src, out)
     except (OSError, EOFError) as exc:
-        raise CorruptDataError(f"{gz}: cannot be decompressed ({exc})") from exc
+        raise CorruptDataError(f"{label}: cannot be decompressed ({exc})") from exc
 
 
 def _stage_from(source: Path, cls: type[datasets.MNIST], stage: Path, check_md5: bool) -> None:
-    """Copy and unpack every file of ``cls`` from ``source`` into ``stage``, checking each."""
+    """Copy and unpack every file of ``cls`` from ``source`` into ``stage``; check headers, then md5s."""
     for gz_name, md5 in _files(cls):
         src = source / gz_name
         if not src.is_file():
@@ -147,11 +272,12 @@ def _stage_from(source: Path, cls: type[datasets.MNIST], stage: Path, check_md5:
         shutil.copyfile(src, local)
         if check_md5 and _md5(local) != md5:
             raise CorruptDataError(
-                f"{src}: md5 {_md5(local)} does not match torchvision's {md5}; the file is corrupt or not "
-                "the original. Replace it with a good copy (see the mirror's README for checksums)."
+                f"{src}: md5 {_md5(local)} does not match torchvision's {md5}; the file is corrupt or not the original"
             )
-        _unpack(local, stage / _unpacked(gz_name))
-        _check_idx(stage / _unpacked(gz_name))
+        _unpack(local, stage / _unpacked(gz_name), src)
+        _check_idx(stage / _unpacked(gz_name), label=f"{src} (unpacked)")
+    for gz_name, _ in _files(cls):
+        _check_md5(stage / _unpacked(gz_name), cls, label=f"{source / gz_name} (unpacked)")
 
 
 def _stage_download(cls: type[datasets.MNIST], stage: Path) -> None:
@@ -160,7 +286,8 @@ def _stage_download(cls: type[datasets.MNIST], stage: Path) -> None:
     for gz_name, _ in _files(cls):
         shutil.move(str(raw / gz_name), stage / gz_name)
         shutil.move(str(raw / _unpacked(gz_name)), stage / _unpacked(gz_name))
-        _check_idx(stage / _unpacked(gz_name))
+        _check_idx(stage / _unpacked(gz_name), label=f"downloaded {gz_name} (unpacked)")
+        _check_md5(stage / _unpacked(gz_name), cls, label=f"downloaded {gz_name} (unpacked)")
 
 
 def _install(stage: Path, raw: Path, cls: type[datasets.MNIST]) -> None:
@@ -170,61 +297,124 @@ def _install(stage: Path, raw: Path, cls: type[datasets.MNIST]) -> None:
             os.replace(stage / name, raw / name)
 
 
+@contextmanager
+def _locked(root: Path, wait: bool = True) -> Iterator[bool]:
+    """Lock the data folder so that installs into it take turns (the kernel releases it if the process is killed).
+
+    Yields whether the lock is held: not if ``wait=False`` and another process
+    holds it, nor on network file systems without locks (installs then go unlocked).
+    """
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            held = True
+        except OSError:
+            held = False
+        yield held
+    finally:
+        os.close(fd)
+
+
+def _remove_stale_staging(root: Path) -> None:
+    """Remove the staging folders of killed installs; call with the lock held (no live install runs then)."""
+    for stale in root.glob(".staging-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+_USE_ANOTHER = "set QHELPERS_DATA (or pass root=) to a writable folder"
+# What to do about a source file that failed its check, by source.
+_REPLACE = {
+    "folder": "Delete it, or replace it with a good copy (then the other sources are tried).",
+    "mirror": "Replace it with a good copy (see the mirror's README for checksums).",
+    "debian": "Reinstall the package: apt-get install --reinstall dataset-fashion-mnist.",
+    "download": "Run again to download it afresh.",
+}
+
+
 def resolve(
     name: str,
     root: Path | str | None = None,
     *,
     mirror: Path | str | None = None,
-    debian_dir: Path = DEBIAN_FASHION_MNIST,
+    debian_dir: Path | str = DEBIAN_FASHION_MNIST,
     allow_download: bool = True,
 ) -> Path:
-    """Make sure the raw files of data set ``name`` are in ``root``; return ``root``.
+    """Make sure the raw files of data set ``name`` are in ``root`` and intact; return ``root``.
 
     Raises :class:`DataUnavailableError` listing every source tried when none
-    worked, and :class:`CorruptDataError` when a mirror file fails its md5 check.
+    worked (or saying why the data folder cannot be used), and
+    :class:`CorruptDataError` when a source file or an installed one fails its
+    checks (the message names the file and what to do).
     """
     cls = _check_name(name)
-    root = Path(root) if root is not None else data_dir()
+    root = _as_path("root", root) if root is not None else data_dir()
+    mirror = _as_path("mirror", mirror) if mirror is not None else None
+    debian_dir = _as_path("debian_dir", debian_dir)
+    _check_bool("allow_download", allow_download)
     raw = _raw_dir(root, cls)
     if _is_complete(raw, cls):
+        _verify(raw, cls, name)
+        if any(root.glob(".staging-*")):
+            with _locked(root, wait=False) as held:
+                if held:
+                    _remove_stale_staging(root)
         return root
     if mirror is None and os.environ.get("QHELPERS_DATA_MIRROR"):
-        mirror = os.environ["QHELPERS_DATA_MIRROR"]
+        mirror = Path(os.environ["QHELPERS_DATA_MIRROR"])
 
-    sources: list[tuple[str, object]] = []
-    if mirror is not None:
-        sources.append((f"offline mirror {_raw_dir(Path(mirror), cls)} (QHELPERS_DATA_MIRROR)", "mirror"))
+    tried: list[str] = []
+    sources: list[tuple[str, str | None, Path]] = []  # (label, kind, folder of the .gz files)
+    if _has_gz(raw, cls):
+        sources.append((f"data folder {raw}: the .gz files", "folder", raw))
     else:
-        sources.append(("offline mirror: QHELPERS_DATA_MIRROR is not set", None))
+        missing = [f for f, _ in _files(cls) if not (raw / f).is_file()]
+        tried.append(f"data folder {raw}: not there yet" + (f" (missing {', '.join(missing)})" if len(missing) < 4 else ""))
+    if mirror is not None:
+        sources.append((f"offline mirror {_raw_dir(mirror, cls)} (QHELPERS_DATA_MIRROR)", "mirror", _raw_dir(mirror, cls)))
+    else:
+        sources.append(("offline mirror: QHELPERS_DATA_MIRROR is not set", None, root))
     if name == "fashion-mnist":
-        sources.append((f"Debian package dataset-fashion-mnist at {debian_dir}", "debian"))
-    sources.append(("torchvision download" + ("" if allow_download else " (disabled)"), "download"))
+        sources.append((f"Debian package dataset-fashion-mnist at {debian_dir}", "debian", debian_dir))
+    sources.append(("torchvision download" + ("" if allow_download else " (disabled)"), "download", root))
 
-    root.mkdir(parents=True, exist_ok=True)
-    tried: list[str] = [f"data folder {raw}: not there yet"]
-    for label, kind in sources:
-        if kind is None or (kind == "download" and not allow_download):
-            tried.append(label)
-            continue
-        with tempfile.TemporaryDirectory(prefix=".staging-", dir=root) as tmp:
-            stage = Path(tmp)
-            try:
-                if kind == "mirror":
-                    _stage_from(_raw_dir(Path(mirror), cls), cls, stage, check_md5=True)  # type: ignore[arg-type]
-                elif kind == "debian":
-                    _stage_from(debian_dir, cls, stage, check_md5=False)
-                else:
-                    _stage_download(cls, stage)
-            except CorruptDataError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - each failure is reported below
-                tried.append(f"{label}: {type(exc).__name__}: {exc}")
-                continue
-            _install(stage, raw, cls)
-            return root
+    if root.exists() and not root.is_dir():
+        raise DataUnavailableError(f"the data folder {root} is a file, not a folder; {_USE_ANOTHER}")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with _locked(root) as held:
+            if held:
+                _remove_stale_staging(root)
+            if _is_complete(raw, cls):  # installed by another process while we waited
+                _verify(raw, cls, name)
+                return root
+            with tempfile.TemporaryDirectory(prefix=".staging-", dir=root) as tmp:
+                for label, kind, source in sources:
+                    if kind is None or (kind == "download" and not allow_download):
+                        tried.append(label)
+                        continue
+                    stage = Path(tmp) / kind
+                    stage.mkdir()
+                    try:
+                        if kind == "download":
+                            _stage_download(cls, stage)
+                        else:
+                            _stage_from(source, cls, stage, check_md5=kind == "mirror")
+                    except CorruptDataError as exc:
+                        raise CorruptDataError(f"{exc}. {_REPLACE[kind]}") from None
+                    except Exception as exc:  # noqa: BLE001 - each failure is reported below
+                        tried.append(f"{label}: {type(exc).__name__}: {exc}")
+                        continue
+                    _install(stage, raw, cls)
+                    _write_stamp(raw, cls)
+                    return root
+    except OSError as exc:
+        raise DataUnavailableError(
+            f"the data folder {root} cannot be written ({exc.strerror or exc}: {exc.filename or root}); {_USE_ANOTHER}"
+        ) from exc
     how = (
-        "copy the four files into the data folder, point QHELPERS_DATA_MIRROR at a folder holding "
-        f"{cls.__name__}/raw/*.gz"
+        f"copy the four .gz files ({', '.join(f for f, _ in _files(cls))}) into {raw}, point QHELPERS_DATA_MIRROR "
+        f"at a folder holding {cls.__name__}/raw/*.gz"
         + (", install Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist)" if name == "fashion-mnist" else "")
         + ", or connect to the internet for torchvision's download"
     )
@@ -238,23 +428,38 @@ def load(name: str, train: bool, root: Path | str | None = None, normalize: bool
 
     Read through torchvision's dataset class, then converted once to tensors
     (ToTensor + Normalize applied to all images at once), which keeps training
-    fast on a 2-core CPU.
+    fast on a 2-core CPU. ``train=True`` is the training split, ``False`` the test split.
     """
     cls = _check_name(name)
+    _check_bool("train", train, " (True: the training split, False: the test split)")
+    _check_bool("normalize", normalize)
     root = resolve(name, root)
     ds = cls(str(root), train=train, download=False)
+    labels = ds.targets.long()
+    bad = ((labels < 0) | (labels >= len(cls.classes))).nonzero()
+    if len(bad):
+        i = int(bad[0])
+        path = _raw_dir(root, cls) / ("train-labels-idx1-ubyte" if train else "t10k-labels-idx1-ubyte")
+        raise CorruptDataError(
+            f"{path}: label {int(labels[i])} of item {i} is outside 0..{len(cls.classes) - 1}; the file is damaged: "
+            f"delete it and run `python -m qhelpers.data {name}` to install it again"
+        )
     images = ds.data.unsqueeze(1).float().div_(255.0)
     if normalize:
         mean, std = NORMALIZATION[name]
         images = images.sub_(mean).div_(std)
-    return TensorDataset(images, ds.targets.long())
+    return TensorDataset(images, labels)
 
 
 def split(dataset: Dataset, val_size: int, seed: int) -> tuple[Subset, Subset]:
     """A seeded, reproducible (train, validation) split: the same seed gives the same indices."""
+    if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
+        raise TypeError(f"dataset must be a Dataset with a length (e.g. a TensorDataset), not {type(dataset).__name__}")
     n = len(dataset)  # type: ignore[arg-type]
-    if not 0 <= val_size < n:
-        raise ValueError(f"val_size={val_size} must be between 0 and {n - 1}")
+    if n == 0:
+        raise ValueError("the dataset is empty: there is nothing to split")
+    val_size = _check_int("val_size", val_size, 0, n - 1)
+    seed = _check_seed(seed)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
     return Subset(dataset, perm[val_size:]), Subset(dataset, perm[:val_size])
 
@@ -282,8 +487,16 @@ def loaders(
     """Train/validation/test loaders; ``subset=N`` keeps N training images (seeded choice).
 
     The training loader shuffles with its own seeded generator, so two runs
-    with the same seed see the same batches.
+    with the same seed see the same batches. Every argument is checked before
+    any data is read.
     """
+    _check_name(name)
+    batch_size = _check_int("batch_size", batch_size, 1)
+    eval_batch_size = _check_int("eval_batch_size", eval_batch_size, 1)
+    val_size = _check_int("val_size", val_size, 0)
+    if subset is not None:
+        subset = _check_int("subset", subset, 1)
+    seed = _check_seed(seed)
     full = load(name, train=True, root=root)
     train, val = split(full, val_size, seed)
     if subset is not None:
@@ -301,11 +514,18 @@ def loaders(
 
 
 def calibration_loader(loader: DataLoader, num_batches: int) -> list[torch.Tensor]:
-    """The first ``num_batches`` input batches of ``loader``, for calibrating observers."""
-    if num_batches < 1:
+    """The first ``num_batches`` input batches of ``loader`` (of ``(images, labels)`` or bare images), for calibrating observers."""
+    if isinstance(num_batches, numbers.Integral) and not isinstance(num_batches, bool) and num_batches < 1:
         raise ValueError(f"num_batches={num_batches}: calibration needs at least one batch")
+    num_batches = _check_int("num_batches", num_batches, 1)
+    if not hasattr(loader, "__iter__"):
+        raise TypeError(f"loader must yield batches of (images, labels), e.g. a DataLoader; got {type(loader).__name__}")
     batches = []
-    for images, _ in loader:
+    for i, batch in enumerate(loader):
+        images = batch[0] if isinstance(batch, (tuple, list)) and len(batch) == 2 else batch
+        if not isinstance(images, torch.Tensor):
+            raise TypeError(f"batch {i} of the loader is a {type(batch).__name__}; the loader must yield (images, labels) "
+                            "pairs or image tensors, e.g. a DataLoader over a TensorDataset")
         batches.append(images)
         if len(batches) == num_batches:
             break

@@ -4,6 +4,9 @@ Each call prints one line ``[record] name = value`` and, when the environment
 variable ``QHELPERS_RESULTS`` names a JSON file (the book runner sets it for
 each chapter), merges ``{name: value}`` into that file. Values are kept at full
 precision in the file; the printed line rounds floats to 4 significant digits.
+
+This module uses the standard library only: the book runner's kernels load it
+by file path, without importing torch.
 """
 
 from __future__ import annotations
@@ -12,27 +15,56 @@ import json
 import math
 import os
 import re
-import tempfile
+import secrets
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Union
+from typing import IO, Iterator, Union
 
-__all__ = ["record", "RESULTS_ENV", "read_results"]
+__all__ = ["record", "RESULTS_ENV", "read_results", "atomic_open"]
 
 RESULTS_ENV = "QHELPERS_RESULTS"
 Value = Union[bool, int, float, str, list, dict, None]
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
-def _check(value: Value, name: str) -> None:
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"record({name!r}): value {value} is not finite")
+@contextmanager
+def atomic_open(path: Path | str, mode: str = "w") -> Iterator[IO]:
+    """Write ``path`` all at once: a temporary file beside it replaces it only if the block succeeds.
+
+    The file gets the permissions a plain ``open()`` gives (0666 minus the
+    umask, e.g. 0644), not tempfile's 0600. On any failure, including Ctrl-C,
+    the temporary file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the kernel applies the umask
     try:
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as exc:
+        with os.fdopen(fd, mode) as fh:
+            yield fh
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _check(value: object, name: str, where: str = "value") -> None:
+    """JSON-ready values only, checked all the way down (json.dumps would turn ``{1: 2}`` into ``{"1": 2}``)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"record({name!r}): {where} {value} is not finite; record a finite number (or None)")
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check(item, name, f"{where}[{i}]")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"record({name!r}): {where} has the key {key!r} of type {type(key).__name__}; "
+                                "JSON keys are strings: use str(key)")
+            _check(item, name, f"{where}[{key!r}]")
+    elif value is not None and not isinstance(value, (bool, int, float, str)):
         raise TypeError(
-            f"record({name!r}): value of type {type(value).__name__} is not JSON-serializable; "
+            f"record({name!r}): {where} of type {type(value).__name__} is not JSON-serializable; "
             "pass a number, string, bool, or a list/dict of them (use float(t) for a tensor)"
-        ) from exc
+        )
 
 
 def _fmt(value: Value) -> str:
@@ -42,26 +74,51 @@ def _fmt(value: Value) -> str:
 
 
 def read_results(path: Path | str) -> dict[str, Value]:
-    """The ``{name: value}`` results saved in ``path`` ({} if the file does not exist)."""
+    """The ``{name: value}`` results saved in ``path`` ({} if the file does not exist).
+
+    Raises ``ValueError`` when ``path`` is a folder or does not hold a JSON object.
+    """
     path = Path(path)
-    return json.loads(path.read_text()) if path.is_file() else {}
+    if path.is_dir():
+        raise ValueError(f"results file {path} is a folder; give the path of a .json file")
+    if not path.exists():
+        return {}
+    try:
+        results = json.loads(path.read_text())
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise ValueError(f"results file {path} is not valid JSON ({exc}); delete it, it is rewritten on the next run") from exc
+    if not isinstance(results, dict):
+        raise ValueError(f"results file {path} holds a JSON {type(results).__name__}, not an object of results; delete it")
+    return results
 
 
 def record(name: str, value: Value) -> Value:
     """Show a key result and save it where the book runner collects it; returns ``value``."""
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ValueError(f"record name {name!r} must be snake_case: lowercase letters, digits and '_'")
-    if hasattr(value, "item") and not isinstance(value, (list, dict)):
-        value = value.item()  # a 0-d tensor or NumPy scalar
+    if hasattr(value, "item") and not isinstance(value, (list, dict, str)):
+        try:
+            value = value.item()  # a 0-d tensor or NumPy scalar
+        except (ValueError, RuntimeError) as exc:
+            size = getattr(value, "size", None)
+            count = value.numel() if hasattr(value, "numel") else size
+            raise TypeError(f"record({name!r}): value is a {type(value).__name__} of {count} elements, not one "
+                            "number; record one element, or value.tolist() for a list") from exc
     _check(value, name)
     target = os.environ.get(RESULTS_ENV)
     if target:
         path = Path(target)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        results = read_results(path)
+        try:
+            results = read_results(path)
+        except ValueError as exc:
+            raise ValueError(f"record({name!r}): {exc} ({RESULTS_ENV}={target})") from None
         results[name] = value
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as tmp:
-            json.dump(results, tmp, indent=2, sort_keys=True)
-        os.replace(tmp.name, path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_open(path) as fh:
+                json.dump(results, fh, indent=2, sort_keys=True)
+        except OSError as exc:
+            raise ValueError(f"record({name!r}): cannot write {RESULTS_ENV}={target} ({exc.strerror or exc}); "
+                             f"point {RESULTS_ENV} at a writable .json file, or unset it") from exc
     print(f"[record] {name} = {_fmt(value)}")
     return value

@@ -2,16 +2,23 @@
 
 ``train_or_load`` trains a model once per configuration and stores it under
 the data folder (``checkpoints/``), keyed by a hash of the full training
-configuration; a notebook re-run with the same configuration loads it instead.
+configuration and of the model's definition (:func:`code_key`); a notebook
+re-run with the same configuration and model code loads it instead.
 """
 
 from __future__ import annotations
 
+import ast
+import functools
 import hashlib
+import inspect
 import json
+import math
+import numbers
 import os
+import re
 import sys
-import tempfile
+import textwrap
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -22,9 +29,21 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.std import tqdm
 
-from .data import Loaders, data_dir
+from .data import Loaders, _check_int, _check_seed, data_dir
+from .record import atomic_open
 
-__all__ = ["EvalResult", "History", "TrainConfig", "evaluate", "predict", "fit", "train_or_load", "progress"]
+__all__ = [
+    "EvalResult", "History", "TrainConfig", "TrainingDivergedError", "evaluate", "predict", "fit", "train_or_load",
+    "code_key", "progress",
+]
+
+# Part of every checkpoint's code key: bump it when a change to ``fit`` changes the weights it produces.
+TRAINING_VERSION = 1
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")  # model and data set names become part of a file name
+
+
+class TrainingDivergedError(FloatingPointError):
+    """The training loss became NaN or infinite; the message names the epoch and the step."""
 
 
 def progress(iterable: Iterable | None = None, **kwargs) -> tqdm:
@@ -78,30 +97,112 @@ class TrainConfig:
     seed: int = 0
     extra: tuple[tuple[str, object], ...] = ()
 
+    def __post_init__(self) -> None:
+        for name in ("model", "dataset"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not _NAME.fullmatch(value):
+                raise ValueError(f"TrainConfig {name}={value!r} must be a non-empty name of letters, digits and "
+                                 "'_.+-' (it becomes part of the checkpoint's file name)")
+        _check_int("epochs", self.epochs, 1)
+        _check_float("lr", self.lr, 0.0, None, low_open=True)
+        _check_float("momentum", self.momentum, 0.0, 1.0, high_open=True)
+        _check_float("weight_decay", self.weight_decay, 0.0, None)
+        _check_int("batch_size", self.batch_size, 1)
+        if self.subset is not None:
+            _check_int("subset", self.subset, 1)
+        _check_int("val_size", self.val_size, 0)
+        _check_seed(self.seed)
+        if not isinstance(self.extra, tuple) or not all(
+            isinstance(kv, tuple) and len(kv) == 2 and isinstance(kv[0], str) for kv in self.extra
+        ):
+            raise TypeError(f"TrainConfig extra={self.extra!r} must be a tuple of (name, value) pairs, "
+                            "e.g. (('stem', 'cifar'),)")
+
     def key(self) -> str:
+        """A hash of every field: the first half of a checkpoint's name."""
         payload = json.dumps(asdict(self), sort_keys=True, default=str)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _check_float(name: str, value: object, low: float, high: float | None, *, low_open: bool = False,
+                 high_open: bool = False) -> float:
+    """``value`` as a float if it is a finite real number (not a bool) in the given range."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}={value!r} must be a number, not {type(value).__name__}")
+    value = float(value)
+    too_low = value <= low if low_open else value < low
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if not math.isfinite(value) or too_low or too_high:
+        bounds = f"{'(' if low_open else '['}{low}, {'inf)' if high is None else str(high) + (')' if high_open else ']')}"
+        raise ValueError(f"{name}={value} must be a finite number in {bounds}")
+    return value
+
+
+def _check_model(model: object) -> nn.Module:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, not {type(model).__name__}")
+    return model
+
+
+def _batch(batch: object, where: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """One ``(inputs, labels)`` batch, checked."""
+    if not (isinstance(batch, (tuple, list)) and len(batch) == 2 and all(isinstance(t, torch.Tensor) for t in batch)):
+        raise TypeError(f"{where} is a {type(batch).__name__}; loaders must yield (inputs, labels) pairs of tensors, "
+                        "e.g. a DataLoader over a TensorDataset")
+    x, y = batch
+    if y.dim() != 1 or y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
+        raise ValueError(f"{where}: labels must be a 1-D tensor of integer class indices, got {y.dtype} of shape {tuple(y.shape)}")
+    return x, y
+
+
+def _check_output(out: object, y: torch.Tensor, where: str) -> None:
+    """The model's output must be logits of shape (batch, classes), and every label a valid class."""
+    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != len(y):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"{where}: the model returned {shape} for {len(y)} inputs; it must return logits of shape "
+                         f"({len(y)}, number of classes)")
+    low, high = (int(y.min()), int(y.max())) if len(y) else (0, 0)
+    if low < 0 or high >= out.shape[1]:
+        bad = low if low < 0 else high
+        raise ValueError(f"{where}: label {bad} is not a class of this model, which outputs {out.shape[1]} classes "
+                         f"(labels 0..{out.shape[1] - 1})")
 
 
 @torch.inference_mode()
 def predict(model: nn.Module, loader: DataLoader | Iterable) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Run ``model`` over ``loader``: (logits, predicted classes, true labels)."""
+    _check_model(model)
+    if not hasattr(loader, "__iter__"):
+        raise TypeError(f"loader must yield (inputs, labels) batches, e.g. a DataLoader; got {type(loader).__name__}")
     model.eval()
     outs, labels = [], []
-    for x, y in loader:
-        outs.append(model(x).float())
-        labels.append(y)
+    for i, batch in enumerate(loader):
+        x, y = _batch(batch, f"batch {i} of the evaluation loader")
+        out = model(x)
+        _check_output(out, y, f"batch {i} of the evaluation loader")
+        out = (out.dequantize() if out.is_quantized else out).float()
+        if torch.isnan(out).any():
+            raise ValueError(f"batch {i} of the evaluation loader: the model output NaN; check its weights and inputs")
+        outs.append(out)
+        labels.append(y.long())
+    if not outs:
+        raise ValueError("the evaluation loader is empty: give it a dataset with at least one example")
     logits = torch.cat(outs)
     return logits, logits.argmax(dim=1), torch.cat(labels)
 
 
 def evaluate(model: nn.Module, loader: DataLoader | Iterable, num_classes: int | None = None) -> EvalResult:
-    """Accuracy, loss and per-class accuracy of ``model`` on ``loader``, in inference mode."""
+    """Accuracy, loss and per-class accuracy of ``model`` on ``loader``, in inference mode.
+
+    ``num_classes``, when given, must match the width of the model's output.
+    """
+    if num_classes is not None:
+        _check_int("num_classes", num_classes, 1)
     logits, pred, y = predict(model, loader)
-    if len(y) == 0:
-        raise ValueError("the evaluation loader is empty")
+    n = logits.shape[1]
+    if num_classes is not None and num_classes != n:
+        raise ValueError(f"num_classes={num_classes} but the model outputs {n} classes; leave num_classes=None")
     loss = float(F.cross_entropy(logits, y))
-    n = num_classes or logits.shape[1]
     per_class = []
     for c in range(n):
         mask = y == c
@@ -121,25 +222,58 @@ def fit(
     seed: int = 0,
     desc: str = "training",
 ) -> History:
-    """Train with SGD (momentum) and a cosine learning-rate schedule; one progress bar for all epochs."""
-    if epochs < 1:
-        raise ValueError(f"epochs={epochs} must be at least 1")
+    """Train with SGD (momentum) and a one-cycle learning-rate schedule; one progress bar for all epochs.
+
+    Every argument is checked first. A loss that becomes NaN or infinite stops
+    training with :class:`TrainingDivergedError` naming the epoch and the step
+    (before that step changes the weights).
+    """
+    _check_model(model)
+    epochs = _check_int("epochs", epochs, 1)
+    lr = _check_float("lr", lr, 0.0, None, low_open=True)
+    momentum = _check_float("momentum", momentum, 0.0, 1.0, high_open=True)
+    weight_decay = _check_float("weight_decay", weight_decay, 0.0, None)
+    seed = _check_seed(seed)
+    if not isinstance(desc, str):
+        raise TypeError(f"desc={desc!r} must be a string (the progress bar's label)")
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ValueError("the model has no trainable parameters (none with requires_grad=True): there is nothing to fit")
+    for name, loader in (("train_loader", train_loader), ("val_loader", val_loader)):
+        if loader is None and name == "val_loader":
+            continue
+        if not hasattr(loader, "__len__") or not hasattr(loader, "__iter__"):
+            raise TypeError(f"{name} must be a DataLoader (or another iterable with a length), not {type(loader).__name__}")
+        if len(loader) == 0:
+            raise ValueError(f"{name} is an empty loader (0 batches): give it at least one example"
+                             + (" (with drop_last=True, at least batch_size)" if getattr(loader, "drop_last", False) else "")
+                             + ("" if name == "train_loader" else ", or pass val_loader=None to skip validation"))
     torch.manual_seed(seed)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
-    steps = epochs * len(train_loader)
+    n_batches = len(train_loader)
+    steps = epochs * n_batches
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
     hist = History()
     with progress(total=steps, desc=desc, unit="batch") as bar:
         for epoch in range(epochs):
             model.train()
             total, n = 0.0, 0
-            for x, y in train_loader:
+            for i, batch in enumerate(train_loader):
+                where = f"epoch {epoch + 1}/{epochs}, step {i + 1}/{n_batches}"
+                x, y = _batch(batch, f"training batch ({where})")
                 opt.zero_grad(set_to_none=True)
-                loss = F.cross_entropy(model(x), y)
+                out = model(x)
+                _check_output(out, y, f"training batch ({where})")
+                loss = F.cross_entropy(out, y.long())
+                value = loss.item()
+                if not math.isfinite(value):
+                    raise TrainingDivergedError(
+                        f"training diverged at {where}: the loss is {value}. Lower lr (now {lr:g}) or check the "
+                        "inputs for NaN/inf; the model stopped before this step and is only partly trained"
+                    )
                 loss.backward()
                 opt.step()
                 sched.step()
-                total += loss.item() * len(y)
+                total += value * len(y)
                 n += len(y)
                 bar.update(1)
             hist.train_loss.append(total / n)
@@ -151,9 +285,95 @@ def fit(
     return hist
 
 
-def _checkpoint_path(config: TrainConfig, cache_dir: Path | None) -> Path:
+_LIBRARIES = ("torch", "torchvision", "torchao")
+
+
+def _function_code(func: Callable) -> str:
+    """A function's code without comments, docstrings or layout (its syntax tree), or its bytecode if it has no source."""
+    try:
+        src = textwrap.dedent(inspect.getsource(func))
+    except (OSError, TypeError):
+        code = getattr(func, "__code__", None)
+        return code.co_code.hex() + repr(code.co_names) if code else getattr(func, "__qualname__", repr(func))
+    try:
+        tree = ast.parse(src)
+    except SyntaxError:  # e.g. a lambda cut out of a longer line
+        return src
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body and \
+                isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) and \
+                isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree)
+
+
+def _class_code(cls: type) -> str:
+    """A class's code, method by method (exact even for a class redefined in a notebook), and its plain constants."""
+    parts = [cls.__qualname__]
+    for name, member in sorted(vars(cls).items()):
+        member = member.fget if isinstance(member, property) else getattr(member, "__func__", member)
+        if inspect.isfunction(member):
+            parts.append(f"{name}: {_function_code(member)}")
+        elif not name.startswith("__") and isinstance(member, (bool, int, float, str, tuple, type(None))):
+            parts.append(f"{name} = {member!r}")
+    return "\n".join(parts)
+
+
+def code_key(model: nn.Module, build: Callable[[], nn.Module] | None = None) -> str:
+    """A short hash of what defines ``model`` beyond its training configuration: a checkpoint's second half.
+
+    It changes when the model's code changes, even if no shape does, so that a
+    checkpoint trained for the old code is never loaded for the new one. It covers:
+
+    - the module tree: each submodule's name, class, and settings (the plain
+      attributes such as ``kernel_size``, ``stride``, ``bias``, ``quant_min``; not
+      tensor values), and every parameter's and buffer's name, shape and dtype;
+    - the code of every class in the tree and of its base classes (each method's
+      source, and plain class constants), and of ``build`` (a function, class or
+      ``functools.partial``): compared as syntax trees, so editing comments,
+      docstrings or layout does not force retraining. Classes of torch,
+      torchvision and torchao count by name and library version (a torch
+      upgrade retrains: its kernels give other weights). FX graph modules add
+      their generated code;
+    - :data:`TRAINING_VERSION`, for changes to :func:`fit` itself.
+
+    Code the model only *calls* (a helper function used in ``forward``) is not
+    covered: after changing such code, add a version to ``TrainConfig.extra``
+    (e.g. ``("version", 2)``) to retrain.
+    """
+    parts = [f"training {TRAINING_VERSION}"]
+    classes: dict[str, type] = {}
+    for name, module in model.named_modules():
+        settings = {k: v for k, v in sorted(vars(module).items()) if not k.startswith("_") and k != "training" and
+                    isinstance(v, (bool, int, float, str, tuple, type(None), torch.dtype, torch.qscheme))}
+        parts.append(f"{name}: {type(module).__module__}.{type(module).__qualname__} {settings!r}")
+        if isinstance(module, torch.fx.GraphModule):
+            parts.append(module.code)
+        for cls in type(module).__mro__:
+            classes.setdefault(f"{cls.__module__}.{cls.__qualname__}", cls)
+    for name, t in [*model.named_parameters(), *model.named_buffers()]:
+        parts.append(f"{name} {tuple(t.shape)} {t.dtype}")
+    for qualname, cls in sorted(classes.items()):
+        top = cls.__module__.split(".")[0]
+        if top == "builtins":
+            continue
+        if top in _LIBRARIES:
+            parts.append(f"{qualname} {sys.modules[top].__version__ if top in sys.modules else '?'}")
+        else:
+            parts.append(_class_code(cls))
+    if build is not None:
+        func, args = build, ""
+        if isinstance(build, functools.partial):
+            func, args = build.func, f"{build.args!r} {sorted(build.keywords.items())!r}"
+        parts.append(args + (_class_code(func) if inspect.isclass(func) else _function_code(func)))
+    payload = re.sub(r" at 0x[0-9a-fA-F]+", "", "\n".join(parts))  # no memory addresses
+    return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def _checkpoint_path(config: TrainConfig, cache_dir: Path | None, code: str) -> Path:
     base = cache_dir if cache_dir is not None else data_dir() / "checkpoints"
-    return base / f"{config.model}-{config.dataset}-{config.key()}.pt"
+    return base / f"{config.model}-{config.dataset}-{config.key()}-{code}.pt"
 
 
 def train_or_load(
@@ -161,13 +381,24 @@ def train_or_load(
     config: TrainConfig,
     data: Loaders,
     *,
-    cache_dir: Path | None = None,
+    cache_dir: Path | str | None = None,
 ) -> tuple[nn.Module, History, bool]:
     """Build a model (after seeding) and train it, or load it from the cache.
 
     Returns ``(model in eval mode, history, loaded_from_cache)``. The cache file
-    is written atomically, so an interrupted run never leaves a broken one.
+    is named by the configuration's hash and the model's :func:`code_key`, and
+    written atomically (with normal file permissions), so an interrupted run
+    never leaves a broken one. A cache file that cannot be read (truncated,
+    garbage, another model's weights) is reported in one line and replaced by
+    training again.
     """
+    if not callable(build) or isinstance(build, nn.Module):
+        raise TypeError(f"build must be a function or class that returns a new model, not {type(build).__name__}"
+                        + (" (pass the class or a function, not a model instance)" if isinstance(build, nn.Module) else ""))
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, not {type(config).__name__}")
+    if not isinstance(data, Loaders):
+        raise TypeError(f"data must be a qhelpers.data.Loaders (e.g. from qhelpers.data.loaders()), not {type(data).__name__}")
     if data.dataset != config.dataset:
         raise ValueError(f"config is for {config.dataset!r} but the loaders hold {data.dataset!r}")
     if data.train.batch_size != config.batch_size:
@@ -175,13 +406,37 @@ def train_or_load(
     n_train = len(data.train.dataset)  # type: ignore[arg-type]
     if config.subset is not None and n_train != config.subset:
         raise ValueError(f"config.subset={config.subset} but the training loader holds {n_train} images")
-    torch.manual_seed(config.seed)
-    model = build()
-    path = _checkpoint_path(config, cache_dir)
+    if cache_dir is not None and not isinstance(cache_dir, (str, os.PathLike)):
+        raise TypeError(f"cache_dir={cache_dir!r} must be a folder path (str or Path) or None")
+    cache = Path(cache_dir) if cache_dir is not None else data_dir() / "checkpoints"
+    try:
+        cache.mkdir(parents=True, exist_ok=True)  # before training, so a bad folder does not cost a training run
+    except OSError as exc:
+        raise ValueError(f"cannot use {cache} as the checkpoint folder ({exc.strerror or exc}); pass cache_dir= a "
+                         "writable folder, or set QHELPERS_DATA") from exc
+
+    def fresh() -> nn.Module:
+        torch.manual_seed(config.seed)
+        model = build()
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"build() returned {type(model).__name__}, not a torch.nn.Module; it must return a new model")
+        return model
+
+    model = fresh()
+    path = _checkpoint_path(config, cache, code_key(model, build))
     if path.is_file():
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        model.load_state_dict(ckpt["state_dict"])
-        return model.eval(), History(**ckpt["history"]), True
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            model.load_state_dict(ckpt["state_dict"])
+            return model.eval(), History(**ckpt["history"]), True
+        except Exception as exc:  # noqa: BLE001 - any unreadable cache file is replaced
+            print(f"cached checkpoint {path} is unreadable ({type(exc).__name__}); training again to replace it",
+                  file=sys.stderr)
+            model = fresh()  # a failed load may have changed some weights
+    else:
+        stale = sorted(cache.glob(f"{config.model}-{config.dataset}-{config.key()}-*.pt"))
+        if stale:
+            print(f"the model's code changed since {stale[-1].name} was trained: training again", file=sys.stderr)
     hist = fit(
         model,
         data.train,
@@ -193,8 +448,11 @@ def train_or_load(
         seed=config.seed,
         desc=f"training {config.model} on {config.dataset}",
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
-        torch.save({"state_dict": model.state_dict(), "history": asdict(hist), "config": asdict(config)}, tmp)
-    os.replace(tmp.name, path)
+    try:
+        with atomic_open(path, "wb") as fh:
+            torch.save({"state_dict": model.state_dict(), "history": asdict(hist),
+                        "config": json.dumps(asdict(config), sort_keys=True, default=str)}, fh)
+    except OSError as exc:
+        print(f"could not save the checkpoint {path} ({exc.strerror or exc}); the model is trained but not cached",
+              file=sys.stderr)
     return model.eval(), hist, False

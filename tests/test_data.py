@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
+import re
 import shutil
 import struct
 from pathlib import Path
@@ -178,3 +180,305 @@ def test_cli_reports_failure_cleanly(tmp_path, no_download, monkeypatch, capsys)
     monkeypatch.setenv("QHELPERS_DATA", str(tmp_path))
     assert data.main(["mnist"]) == 1
     assert "error: mnist is not available" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- installed files that cannot lie
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    """MNIST installed once from the mirror; tests get hard-linked copies (see ``_copy``)."""
+    if not MIRROR or not (Path(MIRROR) / "MNIST" / "raw").is_dir():
+        pytest.skip("QHELPERS_DATA_MIRROR with MNIST not available")
+    root = tmp_path_factory.mktemp("installed")
+    data.resolve("mnist", root, mirror=MIRROR)
+    return root
+
+
+def _copy(installed: Path, dest: Path) -> Path:
+    shutil.copytree(installed, dest, copy_function=os.link)
+    return dest
+
+
+def _rewrite(path: Path, change) -> None:
+    """Replace a (hard-linked) file by a changed copy, leaving the shared original alone."""
+    blob = bytearray(path.read_bytes())
+    blob = change(blob)
+    path.unlink()
+    path.write_bytes(bytes(blob))
+
+
+def _flip_label(value: int):
+    def change(blob: bytearray) -> bytearray:
+        blob[8 + 17] = value  # item 17's label
+        return blob
+    return change
+
+
+def test_install_records_a_stamp_and_checks_md5_only_when_a_file_changed(installed, tmp_path, monkeypatch):
+    root = _copy(installed, tmp_path / "d")
+    assert set(json.loads((root / "MNIST" / ".qhelpers-verified.json").read_text())) == {
+        data._unpacked(f) for f, _ in data._files(datasets.MNIST)
+    }
+    calls = []
+    md5 = data._md5
+    monkeypatch.setattr(data, "_md5", lambda p: calls.append(p.name) or md5(p))
+    data.resolve("mnist", root)
+    assert calls == []  # sizes, headers and mtimes as recorded: no checksum needed
+    label_file = root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
+    os.utime(label_file, ns=(1, 1))
+    data.resolve("mnist", root)
+    assert calls == ["t10k-labels-idx1-ubyte"]  # changed mtime: checked once, then recorded again
+    data.resolve("mnist", root)
+    assert calls == ["t10k-labels-idx1-ubyte"]
+
+
+@pytest.mark.parametrize(
+    "file, change, match",
+    [
+        ("t10k-images-idx3-ubyte", lambda b: b[: len(b) // 2], r"3920008 bytes, expected 7840016: the file is truncated"),
+        ("t10k-labels-idx1-ubyte", lambda b: b[:3], r"3 bytes, too short for an idx header"),
+        ("train-images-idx3-ubyte", lambda b: b[:4] + b"\x00\x00\x00\x07" + b[8:], r"idx header says magic=2051 count=7, .*expected magic=2051 count=60000"),
+        ("t10k-labels-idx1-ubyte", _flip_label(200), r"md5 \w+ of the unpacked data does not match the data set's 27ae3e"),
+        ("t10k-labels-idx1-ubyte", _flip_label(3), r"md5 \w+ of the unpacked data does not match"),  # still a valid class
+    ],
+    ids=["truncated", "too-short", "bad-header", "label-200", "label-valid-but-wrong"],
+)
+def test_a_damaged_installed_file_is_refused_with_advice(installed, tmp_path, file, change, match):
+    root = _copy(installed, tmp_path / "d")
+    path = root / "MNIST" / "raw" / file
+    _rewrite(path, change)
+    advice = r"The installed file is damaged: delete it and run `python -m qhelpers.data mnist`"
+    with pytest.raises(data.CorruptDataError, match=rf"{re.escape(str(path))}: {match}.*{advice}"):
+        data.load("mnist", train=file.startswith("train"), root=root)
+    with pytest.raises(data.CorruptDataError, match=advice):
+        data.resolve("mnist", root)  # what `python -m qhelpers.data` runs before it says "ready"
+    # following the advice repairs it: the .gz files beside it are unpacked and checked again
+    path.unlink()
+    assert len(data.load("mnist", train=file.startswith("train"), root=root)) in (10000, 60000)
+
+
+def test_out_of_range_labels_are_refused_even_if_the_stamp_is_fooled(installed, tmp_path):
+    root = _copy(installed, tmp_path / "d")
+    path = root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
+    stamp_file = root / "MNIST" / ".qhelpers-verified.json"
+    stamp = json.loads(stamp_file.read_text())
+    _rewrite(path, _flip_label(200))
+    os.utime(path, ns=(1, stamp[path.name][1]))  # same size and mtime as recorded: the md5 is not recomputed
+    with pytest.raises(data.CorruptDataError, match=r"t10k-labels-idx1-ubyte: label 200 of item 17 is outside 0\.\.9.*delete it"):
+        data.load("mnist", train=False, root=root)
+
+
+def test_the_missing_data_advice_works_when_followed(tmp_path, no_download, monkeypatch):
+    """The error says to copy the four .gz files into a folder: do exactly that, and it works."""
+    if not MIRROR or not (Path(MIRROR) / "MNIST" / "raw").is_dir():
+        pytest.skip("QHELPERS_DATA_MIRROR with MNIST not available")
+    monkeypatch.delenv("QHELPERS_DATA_MIRROR", raising=False)
+    root = tmp_path / "data"
+    with pytest.raises(data.DataUnavailableError) as info:
+        data.resolve("mnist", root)
+    advice = re.search(r"copy the four \.gz files \(([^)]*)\) into (\S+),", str(info.value))
+    assert advice, str(info.value)
+    names, folder = advice.group(1).split(", "), Path(advice.group(2))
+    folder.mkdir(parents=True)
+    for name in names:
+        shutil.copyfile(Path(MIRROR) / "MNIST" / "raw" / name, folder / name)
+    assert len(data.load("mnist", train=False, root=root)) == 10000
+    assert not list(root.glob(".staging-*"))
+
+
+def test_recompressed_gz_files_in_the_data_folder_are_accepted(tmp_path, no_download, monkeypatch):
+    """Like Debian's recompressed Fashion-MNIST: another .gz md5, the same unpacked data."""
+    if not MIRROR or not (Path(MIRROR) / "MNIST" / "raw").is_dir():
+        pytest.skip("QHELPERS_DATA_MIRROR with MNIST not available")
+    monkeypatch.delenv("QHELPERS_DATA_MIRROR", raising=False)
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name, md5 in data._files(datasets.MNIST):
+        with gzip.open(Path(MIRROR) / "MNIST" / "raw" / name) as src, gzip.open(raw / name, "wb", compresslevel=1) as out:
+            shutil.copyfileobj(src, out)
+        assert data._md5(raw / name) != md5
+    assert len(data.load("mnist", train=False, root=tmp_path)) == 10000
+
+
+def test_a_corrupt_gz_in_the_data_folder_is_refused_and_nothing_is_installed(tmp_path, no_download, monkeypatch):
+    if not MIRROR or not (Path(MIRROR) / "MNIST" / "raw").is_dir():
+        pytest.skip("QHELPERS_DATA_MIRROR with MNIST not available")
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name, _ in data._files(datasets.MNIST):
+        shutil.copyfile(Path(MIRROR) / "MNIST" / "raw" / name, raw / name)
+    _rewrite(raw / "t10k-labels-idx1-ubyte.gz", lambda b: b[:-30])
+    with pytest.raises(data.CorruptDataError, match=r"t10k-labels-idx1-ubyte\.gz: cannot be decompressed.*Delete it, or replace it"):
+        data.resolve("mnist", tmp_path, mirror=MIRROR)
+    assert sorted(p.name for p in raw.iterdir()) == sorted(f for f, _ in data._files(datasets.MNIST))
+    assert not list(tmp_path.glob(".staging-*"))
+    # the advice: delete it, and the other sources (here the mirror) are tried
+    (raw / "t10k-labels-idx1-ubyte.gz").unlink()
+    data.resolve("mnist", tmp_path, mirror=MIRROR)
+    assert len(data.load("mnist", train=False, root=tmp_path)) == 10000
+
+
+def test_a_data_folder_that_is_a_file_is_refused(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setenv("QHELPERS_DATA", str(tmp_path / "file"))
+    with pytest.raises(data.DataUnavailableError, match=r"data folder .*file is a file, not a folder; set QHELPERS_DATA"):
+        data.load("mnist", train=True)
+    monkeypatch.setenv("QHELPERS_DATA", str(tmp_path / "file" / "below"))
+    with pytest.raises(data.DataUnavailableError, match=r"cannot be written \(Not a directory.*set QHELPERS_DATA"):
+        data.load("mnist", train=True)
+
+
+def test_a_read_only_data_folder_gets_a_clear_error(tmp_path, monkeypatch, no_download):
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / ".staging-x"))
+
+    monkeypatch.setattr(data.tempfile, "TemporaryDirectory", refuse)  # root ignores permission bits
+    with pytest.raises(data.DataUnavailableError, match=r"data folder .* cannot be written \(Permission denied.*set QHELPERS_DATA"):
+        data.resolve("mnist", tmp_path, mirror=tmp_path / "nowhere")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_data_folder_really(tmp_path, no_download):
+    tmp_path.chmod(0o555)
+    try:
+        with pytest.raises(data.DataUnavailableError, match=r"cannot be written \(Permission denied"):
+            data.resolve("mnist", tmp_path, mirror=tmp_path / "nowhere")
+    finally:
+        tmp_path.chmod(0o755)
+
+
+def test_stale_staging_folders_are_removed_and_failures_leave_none(tmp_path, no_download, monkeypatch):
+    monkeypatch.delenv("QHELPERS_DATA_MIRROR", raising=False)
+    stale = tmp_path / ".staging-killed"
+    stale.mkdir()
+    (stale / "train-images-idx3-ubyte.gz").write_bytes(b"half")
+    with pytest.raises(data.DataUnavailableError):
+        data.resolve("mnist", tmp_path)
+    assert list(tmp_path.glob(".staging-*")) == []
+
+
+@needs_mirror
+def test_a_killed_install_is_cleaned_up_by_the_next_run(tmp_path, no_download):
+    import subprocess
+    import sys
+
+    kill_while_installing = (
+        "import os, signal, sys; from qhelpers import data\n"
+        "data._install = lambda *a: os.kill(os.getpid(), signal.SIGKILL)\n"
+        "data.resolve('mnist', sys.argv[1], mirror=sys.argv[2])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", kill_while_installing, str(tmp_path), MIRROR])
+    assert proc.returncode == -9
+    assert len(list(tmp_path.glob(".staging-*"))) == 1  # what SIGKILL leaves behind
+    data.resolve("mnist", tmp_path, mirror=MIRROR)
+    assert list(tmp_path.glob(".staging-*")) == []
+
+
+def test_stale_staging_folders_beside_a_complete_data_set_are_removed(installed, tmp_path):
+    root = _copy(installed, tmp_path / "d")
+    (root / ".staging-killed" / "dl").mkdir(parents=True)
+    data.resolve("mnist", root)
+    assert list(root.glob(".staging-*")) == []
+
+
+@needs_mirror
+def test_concurrent_installs_take_turns(tmp_path, no_download):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        roots = list(pool.map(lambda _: data.resolve("mnist", tmp_path, mirror=MIRROR), range(2)))
+    assert roots == [tmp_path, tmp_path]
+    assert len(data.load("mnist", train=False, root=tmp_path)) == 10000
+    assert list(tmp_path.glob(".staging-*")) == []
+
+
+# ---------------------------------------------------------------- bad arguments
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(train="yes"), TypeError, r"train='yes' must be True or False \(True: the training split"),
+        (dict(train=None), TypeError, r"train=None must be True or False"),
+        (dict(train=1), TypeError, r"train=1 must be True or False"),
+        (dict(train=True, normalize="no"), TypeError, r"normalize='no' must be True or False"),
+        (dict(train=True, root=123), TypeError, r"root=123 must be a folder path"),
+        (dict(train=True, root=""), TypeError, r"root='' must be a folder path"),
+        (dict(name=["mnist"], train=True), ValueError, r"unknown dataset \['mnist'\]"),
+    ],
+)
+def test_load_checks_its_arguments(kwargs, error, match, tmp_path):
+    kwargs = {"name": "mnist", "root": tmp_path, **kwargs}
+    with pytest.raises(error, match=match):
+        data.load(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(allow_download="no"), TypeError, r"allow_download='no' must be True or False"),
+        (dict(mirror=5), TypeError, r"mirror=5 must be a folder path"),
+        (dict(debian_dir=None), TypeError, r"debian_dir=None must be a folder path"),
+    ],
+)
+def test_resolve_checks_its_arguments(kwargs, error, match, tmp_path):
+    with pytest.raises(error, match=match):
+        data.resolve("mnist", tmp_path, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "args, error, match",
+    [
+        ((2.5, 0), TypeError, r"val_size=2\.5 must be an int, not float"),
+        ((True, 0), TypeError, r"val_size=True must be an int, not bool"),
+        ((-1, 0), ValueError, r"val_size=-1 must be between 0 and 99"),
+        ((10, -1), ValueError, r"seed=-1 must be between 0 and 4294967295"),
+        ((10, 2**32), ValueError, r"seed=4294967296 must be between 0 and 4294967295"),
+        ((10, 1.5), TypeError, r"seed=1\.5 must be an int"),
+        ((10, "0"), TypeError, r"seed='0' must be an int"),
+    ],
+)
+def test_split_checks_its_arguments(args, error, match):
+    with pytest.raises(error, match=match):
+        data.split(_toy(), *args)
+
+
+def test_split_refuses_what_is_not_a_dataset():
+    with pytest.raises(TypeError, match="dataset must be a Dataset with a length"):
+        data.split(5, 1, 0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="the dataset is empty"):
+        data.split(_toy(0), 0, 0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(batch_size=0), ValueError, r"batch_size=0 must be at least 1"),
+        (dict(batch_size=True), TypeError, r"batch_size=True must be an int, not bool"),
+        (dict(batch_size=32.0), TypeError, r"batch_size=32\.0 must be an int, not float"),
+        (dict(eval_batch_size=-5), ValueError, r"eval_batch_size=-5 must be at least 1"),
+        (dict(val_size=-1), ValueError, r"val_size=-1 must be at least 0"),
+        (dict(subset=True), TypeError, r"subset=True must be an int"),
+        (dict(subset=2.5), TypeError, r"subset=2\.5 must be an int"),
+        (dict(subset=-3), ValueError, r"subset=-3 must be at least 1"),
+        (dict(seed=-1), ValueError, r"seed=-1 must be between 0 and"),
+        (dict(seed="0"), TypeError, r"seed='0' must be an int"),
+    ],
+)
+def test_loaders_check_their_arguments_before_reading_data(kwargs, error, match, tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "load", lambda *a, **k: pytest.fail("data was read before the arguments were checked"))
+    with pytest.raises(error, match=match):
+        data.loaders("mnist", root=tmp_path, **kwargs)
+
+
+def test_calibration_loader_checks_its_arguments():
+    loader = DataLoader(_toy(50), batch_size=10)
+    with pytest.raises(TypeError, match=r"num_batches=2\.5 must be an int"):
+        data.calibration_loader(loader, 2.5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"num_batches=True must be an int, not bool"):
+        data.calibration_loader(loader, True)
+    with pytest.raises(TypeError, match=r"loader must yield batches of \(images, labels\).*got NoneType"):
+        data.calibration_loader(None, 1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"batch 0 of the loader is a int"):
+        data.calibration_loader([1, 2, 3], 1)  # type: ignore[arg-type]
+    bare = [torch.zeros(2, 1), torch.ones(2, 1)]  # image batches without labels are fine
+    assert [b.tolist() for b in data.calibration_loader(bare, 2)] == [[[0.0], [0.0]], [[1.0], [1.0]]]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 
+import numpy as np
 import pytest
 import torch
 
-from qhelpers.record import RESULTS_ENV, read_results, record
+from qhelpers.record import RESULTS_ENV, atomic_open, read_results, record
 
 
 def test_record_prints_and_merges(tmp_path, monkeypatch, capsys):
@@ -46,3 +48,90 @@ def test_bad_names(name):
 def test_bad_values(value):
     with pytest.raises((ValueError, TypeError)):
         record("x", value)
+
+
+@pytest.mark.parametrize(
+    "value, error, match",
+    [
+        (torch.tensor([1.0, 2.0]), TypeError, r"record\('x'\): value is a Tensor of 2 elements, not one number.*tolist\(\)"),
+        (np.array([1, 2, 3]), TypeError, r"value is a ndarray of 3 elements, not one number"),
+        ([1.0, float("nan")], ValueError, r"record\('x'\): value\[1\] nan is not finite"),
+        ({"a": [0.5, float("inf")]}, ValueError, r"value\['a'\]\[1\] inf is not finite"),
+        ({1: 2}, TypeError, r"value has the key 1 of type int; JSON keys are strings"),
+        ({"a": object()}, TypeError, r"value\['a'\] of type object is not JSON-serializable"),
+    ],
+    ids=["tensor", "ndarray", "nan-in-list", "inf-in-dict", "int-key", "object-in-dict"],
+)
+def test_bad_values_are_named(value, error, match, tmp_path, monkeypatch):
+    target = tmp_path / "r.json"
+    monkeypatch.setenv(RESULTS_ENV, str(target))
+    with pytest.raises(error, match=match):
+        record("x", value)
+    assert not target.exists()
+
+
+def test_scalars_and_nested_values_are_kept(tmp_path, monkeypatch, capsys):
+    target = tmp_path / "r.json"
+    monkeypatch.setenv(RESULTS_ENV, str(target))
+    assert record("a", np.float32(0.5)) == 0.5 and record("b", torch.tensor([3])) == 3
+    record("c", {"w": [1, 2.5, None, True], "name": "x"})
+    assert read_results(target) == {"a": 0.5, "b": 3, "c": {"w": [1, 2.5, None, True], "name": "x"}}
+
+
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        (None, r"r-dir is a folder; give the path of a \.json file"),
+        ("{not json", r"r\.json is not valid JSON \(.*\); delete it"),
+        ("\x00\xff", r"is not valid JSON"),
+        ("[1, 2]", r"holds a JSON list, not an object of results; delete it"),
+    ],
+    ids=["folder", "garbage", "binary", "list"],
+)
+def test_a_bad_results_file_is_named(tmp_path, monkeypatch, content, match):
+    if content is None:
+        target = tmp_path / "r-dir"
+        target.mkdir()
+    else:
+        target = tmp_path / "r.json"
+        target.write_bytes(content.encode("latin-1"))
+    with pytest.raises(ValueError, match=rf"results file .*{match}"):
+        read_results(target)
+    monkeypatch.setenv(RESULTS_ENV, str(target))
+    with pytest.raises(ValueError, match=rf"record\('x'\): results file .*{match}.*\({RESULTS_ENV}="):
+        record("x", 1)
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]  # nothing half-written beside it
+
+
+def test_an_unwritable_results_path_is_named(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setenv(RESULTS_ENV, str(tmp_path / "file" / "r.json"))
+    with pytest.raises(ValueError, match=rf"cannot write {RESULTS_ENV}=.*file/r\.json \(.*\); point {RESULTS_ENV} at a writable"):
+        record("x", 1)
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)])
+def test_results_are_written_with_normal_permissions(tmp_path, monkeypatch, umask, mode):
+    target = tmp_path / "r.json"
+    monkeypatch.setenv(RESULTS_ENV, str(target))
+    old = os.umask(umask)
+    try:
+        record("x", 1)
+        record("y", 2)  # replaced, still with the umask's mode
+    finally:
+        os.umask(old)
+    assert target.stat().st_mode & 0o777 == mode
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_atomic_open_leaves_the_old_file_on_failure(tmp_path):
+    target = tmp_path / "f.txt"
+    target.write_text("old")
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_open(target) as fh:
+            fh.write("half")
+            raise KeyboardInterrupt
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["f.txt"]
+    with atomic_open(target, "wb") as fh:
+        fh.write(b"new")
+    assert target.read_bytes() == b"new"
