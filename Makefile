@@ -1,6 +1,7 @@
 # The two commands of the course (see README.md):
 #   make course   create .venv if absent, install, resolve the data, run every chapter into build/
 #   make test     unit tests, then nbval regression checks of the committed notebooks
+#   make test-avx2  the same suite with every kernel library capped at AVX2 without VNNI (the other CPU class)
 SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
@@ -11,7 +12,7 @@ ifneq ($(wildcard ../shared/data),)
 export QHELPERS_DATA_MIRROR ?= $(abspath ../shared/data)
 endif
 
-.PHONY: course test unit nbval data notebooks clean
+.PHONY: course test test-avx2 unit nbval data notebooks clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -26,6 +27,12 @@ course: data
 	$(PY) -m qhelpers.book run --profile $(PROFILE)
 
 test: unit nbval
+
+# The CPU class of most laptops and of AMD Zen 1-3: AVX2, no AVX-512 and no VNNI. The libraries read the
+# variables of `qhelpers.hardware --caps` when they load; `--expect avx2` checks that they took effect.
+test-avx2: data
+	caps="$$($(PY) -m qhelpers.hardware --caps)" && env $$caps $(PY) -m qhelpers.hardware --expect avx2 \
+	  && env $$caps $(MAKE) --no-print-directory unit nbval
 
 unit: data
 	$(PY) -m pytest -q tests

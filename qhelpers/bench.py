@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 __all__ = [
-    "state_dict_bytes", "file_breakdown", "stored_tensors", "element_bytes", "payload_bytes", "count_by_dtype", "Latency", "latency", "latency_grid", "compile_for_cpu", "cpu_features", "compare",
+    "state_dict_bytes", "file_breakdown", "stored_tensors", "element_bytes", "payload_bytes", "count_by_dtype", "Latency", "latency", "latency_grid", "compile_for_cpu", "compare",
 ]
 
 
@@ -214,32 +214,6 @@ def compile_for_cpu(model: nn.Module, *, dynamic: bool = False) -> Callable[[tor
     inductor_config.freezing = True
     model.eval()  # (not chained: a PT2E module's patched eval() does not return the module)
     return torch.compile(model, dynamic=dynamic)
-
-
-def cpu_features() -> dict[str, object]:
-    """What decides INT8's speed on this CPU: PyTorch's vector ISA level and whether INT8 dot products exist.
-
-    ``vnni`` is True when the CPU has AVX-512 VNNI or AVX-VNNI (``vpdpbusd``:
-    an INT8 multiply-accumulate in one instruction); without it, AVX2 needs
-    two (``vpmaddubsw`` + ``vpmaddwd``). Read from ``/proc/cpuinfo`` (Linux);
-    ``None`` where that is not available.
-    """
-    flags: set[str] | None = None
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    break
-    except OSError:
-        pass
-    return {
-        "capability": torch.backends.cpu.get_cpu_capability(),
-        "avx2": None if flags is None else "avx2" in flags,
-        "avx512": None if flags is None else "avx512f" in flags,
-        "vnni": None if flags is None else bool({"avx512_vnni", "avx_vnni"} & flags),
-        "threads": torch.get_num_threads(),
-    }
 
 
 def _quantized_tensors(obj):

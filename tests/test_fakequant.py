@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from qhelpers import hardware
 from qhelpers.fakequant import FakeQuantizedModel, inserted_modules, module_types, ste_curve
 
 
@@ -32,13 +33,24 @@ def _calibrated(seed=0, reduce_range=True):
 
 
 @pytest.mark.parametrize("reduce_range", [True, False])
-def test_fake_and_int8_agree_within_one_step(reduce_range):
+def test_fake_and_int8_agree_unless_the_kernel_saturates(reduce_range):
+    """The INT8 model matches its fake-quantized twin within one output step, wherever fbgemm cannot saturate.
+
+    With 7-bit activations (reduce_range) no pair of u8*s8 products exceeds
+    16 bits, so the result is exact on every CPU. With full-range (8-bit)
+    activations fbgemm's AVX2 path (vpmaddubsw: pairs summed in 16 bits)
+    saturates and the outputs drift by many steps; VNNI (vpdpbusd: 32-bit
+    sums) stays exact. ``hardware.fbgemm_saturates`` tells which path runs here.
+    """
     m = _calibrated(reduce_range=reduce_range)
     q = m.to_int8()
-    x = torch.randn(500, 32) * 1.5  # includes values outside the calibrated range
+    x = torch.randn(500, 32, generator=torch.Generator().manual_seed(1)) * 1.5  # includes values outside the calibrated range
     with torch.no_grad():
-        diff = (m(x) - q(x)).abs().max()
-    assert float(diff) <= m.qparams()["output"][0] * 1.0001
+        steps = float((m(x) - q(x)).abs().max()) / m.qparams()["output"][0]
+    if reduce_range or not hardware.fbgemm_saturates():
+        assert steps <= 1.0001, f"{steps:.2f} output steps apart where the kernel cannot saturate"
+    else:
+        assert steps > 5, f"full-range activations on a saturating kernel stayed within {steps:.2f} steps"
 
 
 def test_qparams_follow_the_observed_range():
