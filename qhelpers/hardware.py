@@ -33,7 +33,7 @@ import warnings
 
 import torch
 
-__all__ = ["ISA_CAPS", "cpu_flags", "cpu_features", "fbgemm_saturates", "onednn_isa", "kernel_isa", "describe"]
+__all__ = ["ISA_CAPS", "cpu_flags", "cpu_features", "fbgemm_saturates", "onednn_isa", "onednn_int8_dot", "kernel_isa", "describe"]
 
 # The environment variables that cap each library at AVX2 (no VNNI): the "AVX2 class" of `make test-avx2`.
 ISA_CAPS: dict[str, str] = {
@@ -131,6 +131,19 @@ def onednn_isa() -> str | None:
         if ",isa:" in line:
             return line.split(",isa:", 1)[1].strip()
     return None
+
+
+def onednn_int8_dot() -> bool | None:
+    """True if oneDNN dispatches to an ISA with INT8 dot products (VNNI, "DL Boost", or AMX); ``None`` if unknown.
+
+    Without them oneDNN's INT8 GEMMs go through ``vpmaddubsw``'s 16-bit pair
+    sums too; its signed x signed GEMM (``torch._int_mm``) first shifts one
+    operand to unsigned, so even 7-bit inputs can saturate there.
+    """
+    isa = onednn_isa()
+    if isa is None:
+        return None
+    return "DL Boost" in isa or "VNNI" in isa or "AMX" in isa
 
 
 def kernel_isa() -> dict[str, str]:

@@ -50,3 +50,16 @@ def test_expect_explains_a_mismatch():
     run = subprocess.run([sys.executable, "-m", "qhelpers.hardware", "--expect", other], capture_output=True, text=True)
     assert run.returncode == 1
     assert "expected the" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_onednn_int8_dot_matches_the_int_mm_result():
+    """torch._int_mm (oneDNN) is exact where oneDNN has INT8 dot products; without them it saturates on full-range inputs."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randint(-128, 128, (64, 256), generator=g, dtype=torch.int8)
+    b = torch.randint(-128, 128, (256, 32), generator=g, dtype=torch.int8)
+    exact = torch.equal(torch._int_mm(a, b).double(), a.double() @ b.double())
+    dot = hardware.onednn_int8_dot()
+    if dot is not None:
+        assert exact == dot, f"oneDNN INT8 dot products: {dot}, but _int_mm exact: {exact}"
