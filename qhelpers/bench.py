@@ -1,8 +1,16 @@
-"""Measuring models: serialized size, tensor payload, parameter counts by dtype, CPU latency."""
+"""Measuring models: serialized size, tensor payload, parameter counts by dtype, CPU latency.
+
+Bad arguments (something that is not a model, counts that are not positive
+ints, an example input the model cannot run on, accuracies that are not
+fractions of known models) raise a ValueError or TypeError before anything is
+measured.
+"""
 
 from __future__ import annotations
 
 import io
+import math
+import numbers
 import statistics
 import time
 from collections import Counter
@@ -17,8 +25,48 @@ __all__ = [
 ]
 
 
+# --- argument checks ------------------------------------------------------------------------------
+
+def _check_module(model: object, what: str = "model") -> nn.Module:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{what} must be a torch.nn.Module, not {type(model).__name__}")
+    return model
+
+
+def _check_int(name: str, value: object, lo: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}={value!r} must be an int, not {type(value).__name__}")
+    if value < lo:
+        raise ValueError(f"{name}={value} must be at least {lo}")
+    return int(value)
+
+
+def _check_timing(repeats: object, warmup: object, threads: object, min_time_s: object) -> None:
+    """The settings of :func:`latency`: counts are ints (repeats and threads at least 1), the time a finite number >= 0."""
+    _check_int("repeats", repeats, 1)
+    _check_int("warmup", warmup, 0)
+    _check_int("threads", threads, 1)
+    if isinstance(min_time_s, bool) or not isinstance(min_time_s, numbers.Real):
+        raise TypeError(f"min_time_s={min_time_s!r} must be a number of seconds, not {type(min_time_s).__name__}")
+    if not (math.isfinite(min_time_s) and min_time_s >= 0):
+        raise ValueError(f"min_time_s={min_time_s} must be a finite number of seconds >= 0 (0: just run repeats)")
+
+
+def _check_example(example: object, what: str = "example") -> torch.Tensor:
+    if not isinstance(example, torch.Tensor):
+        raise TypeError(f"{what} must be an input batch as a torch.Tensor, not {type(example).__name__}")
+    return example
+
+
+def _check_mapping(value: object, what: str, example: str) -> Mapping:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{what} must be a dict, e.g. {example}, not {type(value).__name__}")
+    return value
+
+
 def state_dict_bytes(model: nn.Module) -> int:
     """Bytes of ``torch.save(model.state_dict())``: what the model costs on disk."""
+    _check_module(model)
     buf = io.BytesIO()
     torch.save(model.state_dict(), buf)
     return buf.getbuffer().nbytes
@@ -57,10 +105,13 @@ def stored_tensors(t: Any, prefix: str = "") -> Iterator[tuple[str, torch.Tensor
 
 def element_bytes(t: torch.Tensor) -> float:
     """Bytes one value of ``t`` takes (a fraction for packed sub-byte dtypes)."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"t must be a torch.Tensor, not {type(t).__name__}")
     return t.element_size() / _VALUES_PER_ELEMENT.get(t.dtype, 1)
 
 
 def _state_tensors(model: nn.Module) -> Iterator[torch.Tensor]:
+    _check_module(model)
     for value in model.state_dict().values():
         for _, t in stored_tensors(value):
             yield t
@@ -111,23 +162,36 @@ def latency(
     ``warmup`` calls are run and discarded first (lazy packing, compilation,
     caches); then ``repeats`` timed calls, continued until ``min_time_s`` has
     passed if that is set. The previous thread count is restored afterwards.
+    A first call that fails (e.g. ``example`` shaped for another model) raises
+    a ValueError saying so.
     """
-    if repeats < 1:
-        raise ValueError(f"repeats={repeats} must be at least 1")
+    if not callable(model):
+        raise TypeError(f"model must be a torch.nn.Module or a function of one tensor, not {type(model).__name__}")
+    _check_example(example)
+    _check_timing(repeats, warmup, threads, min_time_s)
+    repeats, warmup, threads = int(repeats), int(warmup), int(threads)  # (NumPy ints too)
     if isinstance(model, nn.Module):
         model.eval()
     old_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
+    samples: list[float] = []
+    warmed = 0
     try:
         with torch.inference_mode():
             for _ in range(warmup):
                 model(example)
-            samples: list[float] = []
+                warmed += 1
             start = time.perf_counter()
             while len(samples) < repeats or time.perf_counter() - start < min_time_s:
                 t0 = time.perf_counter()
                 model(example)
                 samples.append((time.perf_counter() - t0) * 1e3)
+    except (RuntimeError, TypeError, ValueError, IndexError) as exc:
+        if warmed or samples:  # it ran before: not a matter of the input
+            raise
+        raise ValueError(f"the model fails on example (a {example.dtype} tensor of shape {tuple(example.shape)}): "
+                         f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}. Pass an "
+                         "input shaped like a batch of its data; call model(example) directly for the full error") from None
     finally:
         torch.set_num_threads(old_threads)
     q = statistics.quantiles(samples, n=10) if len(samples) > 1 else [samples[0]] * 9
@@ -151,8 +215,28 @@ def compare(
     """
     import pandas as pd
 
+    _check_mapping(models, "models", "{'FP32': model, 'INT8': qmodel}")
     if not models:
         raise ValueError("compare() needs at least one model")
+    for name, model in models.items():
+        _check_module(model, f"models[{name!r}]")
+    if example is not None:
+        _check_example(example)
+    if accuracy is not None:
+        if not isinstance(accuracy, Mapping):
+            raise TypeError(f"accuracy must be a dict of accuracies by model name, e.g. {{'FP32': 0.99}}, "
+                            f"not {type(accuracy).__name__}")
+        for name, value in accuracy.items():
+            if name not in models:
+                raise ValueError(f"accuracy names {name!r}, which is not one of the models {list(models)}")
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise TypeError(f"accuracy[{name!r}]={value!r} must be a number, not {type(value).__name__}")
+            if not 0 <= value <= 1:
+                raise ValueError(f"accuracy[{name!r}]={value} must be a fraction in [0, 1] (e.g. evaluate(...).accuracy), "
+                                 "not a percentage")
+    _check_timing(repeats, 0, threads, min_time_s)
+    if baseline is not None and not isinstance(baseline, str):
+        raise TypeError(f"baseline={baseline!r} must be the name of one of the models, not {type(baseline).__name__}")
     baseline = baseline or next(iter(models))
     if baseline not in models:
         raise ValueError(f"baseline {baseline!r} is not one of {list(models)}")
@@ -189,8 +273,16 @@ def latency_grid(
     """
     import pandas as pd
 
+    _check_mapping(models, "models", "{'FP32': model, 'INT8': qmodel}")
+    _check_mapping(examples, "examples", "{'bs1': x[:1], 'bs8': x[:8]}")
     if not models or not examples:
         raise ValueError("latency_grid() needs at least one model and one example input")
+    for name, model in models.items():
+        if not callable(model):
+            raise TypeError(f"models[{name!r}] must be a torch.nn.Module or a function of one tensor, not {type(model).__name__}")
+    for label, x in examples.items():
+        _check_example(x, f"examples[{label!r}]")
+    _check_timing(repeats, warmup, threads, 0.0)
     rows = []
     for name, model in models.items():
         for label, x in examples.items():
@@ -211,6 +303,9 @@ def compile_for_cpu(model: nn.Module, *, dynamic: bool = False) -> Callable[[tor
     """
     import torch._inductor.config as inductor_config
 
+    _check_module(model)
+    if not isinstance(dynamic, bool):
+        raise TypeError(f"dynamic={dynamic!r} must be True or False, not {type(dynamic).__name__}")
     inductor_config.freezing = True
     model.eval()  # (not chained: a PT2E module's patched eval() does not return the module)
     return torch.compile(model, dynamic=dynamic)
@@ -237,6 +332,7 @@ def file_breakdown(model: nn.Module) -> dict[str, int]:
     """
     import zipfile
 
+    _check_module(model)
     buf = io.BytesIO()
     torch.save(model.state_dict(), buf)
     total = buf.getbuffer().nbytes

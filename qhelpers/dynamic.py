@@ -22,12 +22,17 @@ such tensors (``__tensor_flatten__``) and count what is really stored;
 Also here: the number formats themselves (:func:`format_table`,
 :func:`bytes_per_value`) and the small MLP the chapter uses (:class:`MLP`,
 :func:`trained_mlp`).
+
+Converters take a float model (not one already quantized: that would
+quantize twice or fail inside torchao) and known dtype/backend names; bad
+arguments raise a ValueError or TypeError saying what to pass.
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, Iterator, Literal, Mapping
+import numbers
+from typing import Any, Callable, Iterable, Iterator, Literal, Mapping
 
 import torch
 from torch import nn
@@ -35,6 +40,7 @@ from torch import nn
 from . import bench
 from .bench import _is_subclass, element_bytes, stored_tensors
 from . import data as qdata
+from .flows import check_float_model
 from .train import History, TrainConfig, train_or_load
 
 __all__ = [
@@ -67,6 +73,45 @@ FORMATS: dict[str, torch.dtype] = {
     "INT4": torch.quint4x2,
 }
 _VALUES_PER_ELEMENT = {torch.quint4x2: 2, torch.quint2x4: 4}
+
+
+# --- argument checks ------------------------------------------------------------------------------
+
+def _check_module(model: object, what: str = "model") -> nn.Module:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{what} must be an nn.Module, got {type(model).__name__}")
+    return model
+
+
+def _check_models(models: object) -> Mapping[str, nn.Module]:
+    """A dict of float models: their parameter counts are what each format would store."""
+    if not isinstance(models, Mapping):
+        raise TypeError(f"models must be a dict of models by name, e.g. {{'MLP': mlp}}, not {type(models).__name__}")
+    for name, model in models.items():
+        _check_module(model, f"models[{name!r}]")
+        check_float_model(model, f"models[{name!r}]")
+    return models
+
+
+def _check_int(name: str, value: object, lo: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}={value!r} must be an int, not {type(value).__name__}")
+    if value < lo:
+        raise ValueError(f"{name}={value} must be at least {lo}")
+    return int(value)
+
+
+def _check_float_dtype(dtype: object, what: str = "dtype") -> torch.dtype:
+    if not isinstance(dtype, torch.dtype):
+        raise TypeError(f"{what} must be a torch.dtype such as torch.float16, not {type(dtype).__name__} {dtype!r}")
+    if not dtype.is_floating_point:
+        raise ValueError(f"{what}={dtype} is not a floating-point format: pass e.g. torch.float16 or torch.bfloat16")
+    return dtype
+
+
+def _check_callable(name: str, fn: object, example: str) -> None:
+    if fn is not None and not callable(fn):
+        raise TypeError(f"{name} must be a function, e.g. {example}, or None; got {type(fn).__name__} {fn!r}")
 
 
 def bytes_per_value(fmt: str) -> float:
@@ -109,6 +154,7 @@ def model_size_table(models: Mapping[str, nn.Module]):
     """Parameter count of each model and its weight size in MB (10^6 bytes) in each format (a DataFrame)."""
     import pandas as pd
 
+    _check_models(models)
     if not models:
         raise ValueError("model_size_table() needs at least one model")
     rows = {}
@@ -125,6 +171,13 @@ def model_size_table(models: Mapping[str, nn.Module]):
 
 def relative_cast_error(values: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """``|x - float(dtype(x))| / |x|`` for each value: inf where ``x`` overflows, 1 where it flushes to zero."""
+    if not isinstance(values, torch.Tensor) or values.is_complex() or values.is_quantized:
+        raise TypeError(f"values must be a real torch.Tensor, e.g. torch.logspace(-8, 6, 500), not {type(values).__name__}")
+    _check_float_dtype(dtype)
+    if values.numel() == 0:
+        raise ValueError("values is empty: give the values to cast, e.g. torch.logspace(-8, 6, 500)")
+    if not torch.isfinite(values).all():
+        raise ValueError("values holds NaN/inf: the relative error is defined for finite values only")
     x = values.detach().double()
     if (x == 0).any():
         raise ValueError("relative error is undefined at 0: pass non-zero values (e.g. torch.logspace)")
@@ -139,8 +192,12 @@ def matmul_latency(n: int = 512, *, repeats: int = 30, threads: int = 2) -> dict
     The INT8 kernel adds up INT8 products into INT32 exactly; whether it beats
     FP32 depends on the CPU (VNNI / AMX instructions do INT8 dot products natively).
     """
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+        raise TypeError(f"n={n!r} must be an int, not {type(n).__name__}")
     if n < 16 or n % 8:
         raise ValueError(f"n={n}: use a multiple of 8, at least 16 (torch._int_mm needs it)")
+    _check_int("repeats", repeats, 1)
+    _check_int("threads", threads, 1)
     g = torch.Generator().manual_seed(0)
     a = torch.randn(n, n, generator=g)
     b = torch.randn(n, n, generator=g)
@@ -163,6 +220,12 @@ class MLP(nn.Module):
 
     def __init__(self, hidden: tuple[int, ...] = (512, 256), num_classes: int = 10) -> None:
         super().__init__()
+        if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Iterable):
+            raise TypeError(f"hidden must be a tuple of layer widths, e.g. (512, 256), not {type(hidden).__name__} {hidden!r}")
+        hidden = tuple(hidden)
+        for i, h in enumerate(hidden):
+            _check_int(f"hidden[{i}]", h, 1)
+        _check_int("num_classes", num_classes, 1)
         layers: list[nn.Module] = [nn.Flatten()]
         width = 28 * 28
         for h in hidden:
@@ -193,6 +256,8 @@ class CastInputs(nn.Module):
 
     def __init__(self, model: nn.Module, dtype: torch.dtype) -> None:
         super().__init__()
+        _check_module(model)
+        _check_float_dtype(dtype)
         self.model = model
         self.dtype = dtype
 
@@ -215,6 +280,7 @@ def to_dtype(model: nn.Module, dtype: torch.dtype | str) -> CastInputs:
     Same as ``copy.deepcopy(model).half()`` (or ``.to(torch.bfloat16)``) plus the
     input cast; ``.model`` is the converted network itself.
     """
+    check_float_model(model)
     dt = _half_dtype(dtype)
     return CastInputs(copy.deepcopy(model).to(dt).eval(), dt)
 
@@ -228,6 +294,7 @@ class Autocast(nn.Module):
 
     def __init__(self, model: nn.Module, dtype: torch.dtype | str = torch.bfloat16) -> None:
         super().__init__()
+        _check_module(model)
         self.model = model
         self.dtype = _half_dtype(dtype)
 
@@ -263,8 +330,11 @@ def dynamic_int8(
     ``filter_fn(module, fqn)`` chooses which Linear layers to convert (all by default).
     Convolutions are never touched: they need static quantization (chapters 04-05).
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    _check_module(model)
+    if backend not in DYNAMIC_BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {DYNAMIC_BACKENDS}")
+    _check_callable("filter_fn", filter_fn, "lambda module, fqn: fqn != 'fc2'")
+    check_float_model(model)
     m = copy.deepcopy(model).eval()
     keep = filter_fn or _is_linear
     if backend == "torch.ao":
@@ -285,6 +355,9 @@ def dynamic_int8(
 
 def variants(model: nn.Module, *, autocast: bool = False) -> dict[str, nn.Module]:
     """The chapter's lineup: FP32, FP16, BF16 (and BF16 autocast), INT8 via torch.ao and via torchao (two configs)."""
+    check_float_model(model)
+    if not isinstance(autocast, bool):
+        raise TypeError(f"autocast={autocast!r} must be True or False, not {type(autocast).__name__}")
     out: dict[str, nn.Module] = {
         "FP32": copy.deepcopy(model).eval(),
         "FP16": to_dtype(model, torch.float16),
@@ -302,6 +375,8 @@ def storage(model: nn.Module, *, only: Callable[[str], bool] | None = None):
     """What each state-dict entry really stores: class, inner tensors' dtype and shape, bytes (a DataFrame)."""
     import pandas as pd
 
+    _check_module(model)
+    _check_callable("only", only, "lambda key: key.startswith('net.1.')")
     rows = []
     for key, value in model.state_dict().items():
         if only is not None and not only(key):
@@ -322,6 +397,7 @@ def storage(model: nn.Module, *, only: Callable[[str], bool] | None = None):
 
 def linear_kinds(model: nn.Module) -> dict[str, str]:
     """For each Linear-like module: its class, and the class of its weight if that is not a plain tensor."""
+    _check_module(model)
     out = {}
     for name, mod in model.named_modules():
         cls = mod._get_name()  # torch.ao's dynamic Linear reports itself as DynamicQuantizedLinear
@@ -361,6 +437,10 @@ def work_by_layer_type(model: nn.Module, example: torch.Tensor) -> dict[str, dic
     Counted with forward hooks on ``nn.Conv2d`` and ``nn.Linear``: what dynamic
     quantization of Linear layers can and cannot reach.
     """
+    _check_module(model)
+    if not isinstance(example, torch.Tensor) or example.dim() == 0 or example.shape[0] == 0:
+        kind = f"a tensor of shape {tuple(example.shape)}" if isinstance(example, torch.Tensor) else type(example).__name__
+        raise TypeError(f"example must be a non-empty batch of inputs as a torch.Tensor, not {kind}")
     totals: dict[str, dict[str, int]] = {}
     hooks = []
 
@@ -380,6 +460,9 @@ def work_by_layer_type(model: nn.Module, example: torch.Tensor) -> dict[str, dic
     try:
         with torch.inference_mode():
             model.eval()(example[:1])
+    except (RuntimeError, TypeError, ValueError, IndexError) as exc:
+        raise ValueError(f"the model fails on example (shape {tuple(example.shape)}): {str(exc).strip().splitlines()[0]}. "
+                         "Pass an input batch shaped like its data") from None
     finally:
         for h in hooks:
             h.remove()

@@ -4,7 +4,8 @@ Each ``check_*`` returns a :class:`Feedback`: true when the answer is right,
 and shown in a notebook as one readable message (what was tested, and on
 failure the first thing that went wrong with a hint). The checkers never
 raise on a wrong answer; they raise ``TypeError`` only when the thing passed
-is not even a function or model.
+is not even a function or model, and ``ValueError`` when the exercise's own
+setup is wrong (a model already quantized, an example the model cannot run on).
 
 - chapter 01: :func:`check_quantize` (write the affine quantize step);
 - chapter 02: :func:`check_skip_last_linear` (quantize every Linear but the last);
@@ -19,6 +20,8 @@ from typing import Callable
 
 import torch
 from torch import nn
+
+from .flows import check_float_model
 
 __all__ = ["Feedback", "check_quantize", "check_skip_last_linear", "check_fake_quant_ste"]
 
@@ -134,12 +137,19 @@ def check_skip_last_linear(fn: Callable[[nn.Module], nn.Module], model: nn.Modul
     _require_callable(fn, "conversion function")
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    check_float_model(model)
+    if not isinstance(example, torch.Tensor):
+        raise TypeError(f"example must be an input batch as a torch.Tensor, got {type(example).__name__}")
     names = _linear_names(model)
     if len(names) < 2:
         raise ValueError("the model needs at least two Linear layers for this exercise")
     reference = copy.deepcopy(model).eval()
-    with torch.inference_mode():
-        expected = reference(example)
+    try:
+        with torch.inference_mode():
+            expected = reference(example)
+    except (RuntimeError, TypeError, ValueError, IndexError) as exc:
+        raise ValueError(f"the model fails on example (shape {tuple(example.shape)}): {str(exc).strip().splitlines()[0]}. "
+                         "Pass an input batch shaped like its data, e.g. a few test images") from None
     result, err = _call(fn, model)
     if err:
         return Feedback(False, err)

@@ -13,12 +13,21 @@
 
 All three deep-copy the input model, leave it untouched, and calibrate the
 activation observers with :func:`calibrate`.
+
+Every argument is checked before any work starts: a model that is not a float
+``nn.Module`` (or is already prepared or quantized), calibration that is not a
+list of finite float batches, example inputs that are not a tuple the model
+runs on, unknown fusion groups or flags that are not bools raise a ValueError
+or TypeError saying what to pass instead, not an error from deep inside
+tracing, export or convert. :func:`check_float_model` is that first check on
+its own (the other chapters' helpers use it too).
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Callable, Iterable, Sequence
+import numbers
+from typing import Callable, Iterable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -26,10 +35,171 @@ from torch.ao.quantization import QConfig
 
 from .train import progress
 
-__all__ = ["calibrate", "per_tensor_qconfig", "ptq_eager", "ptq_fx", "ptq_pt2e", "views_as_reshapes", "graph_tensors", "calibration_set", "Fuse"]
+__all__ = [
+    "calibrate", "per_tensor_qconfig", "ptq_eager", "ptq_fx", "ptq_pt2e", "views_as_reshapes", "graph_tensors",
+    "calibration_set", "check_float_model", "Fuse",
+]
 
 # How to fuse a model for eager mode: groups of module names, or a callable that fuses in place.
 Fuse = list[list[str]] | Callable[[nn.Module], None] | None
+
+ENGINES = ("x86", "fbgemm", "qnnpack", "onednn")  # the engines torch.ao.quantization has default qconfigs for
+SEED_MAX = 2**32 - 1
+_CALIBRATION = "qhelpers.data.calibration_loader(loader, 10)"  # how to make a calibration set
+
+
+# --- argument checks, shared by the flows (and by qat and sensitivity, which build on them) --------
+
+def _kind(value: object) -> str:
+    """A short description of a bad argument for an error message."""
+    if isinstance(value, Tensor):
+        return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
+    if isinstance(value, nn.Module):
+        return f"a {type(value).__name__} module"
+    return f"{type(value).__name__} {value!r}".splitlines()[0][:80]
+
+
+def _check_flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name}={value!r} must be True or False, not {type(value).__name__}")
+    return value
+
+
+def _check_int(name: str, value: object, lo: int, hi: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}={value!r} must be an int, not {type(value).__name__}")
+    if value < lo or (hi is not None and value > hi):
+        raise ValueError(f"{name}={value} must be " + (f"at least {lo}" if hi is None else f"between {lo} and {hi}"))
+    return int(value)
+
+
+def _check_module(model: object, what: str = "model") -> nn.Module:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{what} must be a torch.nn.Module, not {_kind(model)}")
+    return model
+
+
+def _quantized_part(model: nn.Module) -> str | None:
+    """Where ``model`` shows it was already prepared or quantized (a sentence), or None for a float model."""
+    for name, mod in model.named_modules():
+        cls, where = type(mod), name or "the model itself"
+        torchao_observer = cls.__module__.startswith("torchao.quantization.pt2e") and (
+            "Observer" in cls.__name__ or "FakeQuant" in cls.__name__)
+        if isinstance(mod, (torch.ao.quantization.ObserverBase, torch.ao.quantization.FakeQuantizeBase)) or torchao_observer:
+            return f"it is already prepared for quantization ({where} is a {cls.__name__})"
+        if cls.__module__.startswith(("torch.ao.nn.quantized", "torch.ao.nn.intrinsic.quantized", "torch.ao.nn.qat",
+                                      "torch.ao.nn.intrinsic.qat")) and cls.__name__ != "FloatFunctional":
+            return f"it is already quantized ({where} is a {mod._get_name()})"
+    for name, t in [*model.named_parameters(), *model.named_buffers()]:
+        if t.is_quantized:
+            return f"it is already quantized ({name} is a {t.dtype} tensor)"
+        if type(t) not in (Tensor, nn.Parameter) and hasattr(t, "__tensor_flatten__"):
+            return f"it is already quantized ({name} is a {type(t).__name__}, a quantized tensor subclass)"
+    if isinstance(model, torch.fx.GraphModule):
+        for node in model.graph.nodes:
+            if node.op == "call_function" and "quantize_per_" in str(node.target):
+                return f"it is already quantized (its graph calls {node.target})"
+    return None
+
+
+def check_float_model(model: object, what: str = "model") -> nn.Module:
+    """``model`` if it is a float ``nn.Module``, not yet prepared (observers, fake quantization) or quantized.
+
+    Every flow starts from the float model; given a prepared or converted one
+    it would quantize twice or fail deep inside PyTorch. Raises ``TypeError``
+    for something that is not a module, ``ValueError`` naming the first
+    quantized part otherwise.
+    """
+    _check_module(model, what)
+    part = _quantized_part(model)
+    if part:
+        raise ValueError(f"{what} is not a float model: {part}. Pass the float model it was made from")
+    return model
+
+
+def _batch_input(batch: object, where: str) -> Tensor:
+    """The input tensor of one calibration batch (a tensor, or the images of an (images, labels) pair), checked."""
+    x = batch[0] if isinstance(batch, (tuple, list)) and len(batch) > 0 else batch  # (images, labels) from a DataLoader
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{where} is {_kind(batch)}; calibration batches must be input tensors (or (inputs, labels) "
+                        f"pairs), e.g. {_CALIBRATION}")
+    if not x.is_floating_point():
+        raise TypeError(f"{where} is {_kind(x)}; models take float inputs: convert it with .float() (and normalize "
+                        "it as in training)")
+    if x.numel() == 0:
+        raise ValueError(f"{where} is empty (shape {tuple(x.shape)}): give every batch at least one input")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{where} holds {int((~torch.isfinite(x)).sum())} NaN/inf value(s); observers need finite "
+                         "inputs to record a range: find where they come from first")
+    return x
+
+
+def _check_calibration(calibration: object) -> None:
+    """``calibration`` is a non-empty list of batches; in a list or tuple, every batch is checked up front."""
+    if isinstance(calibration, Tensor):
+        raise TypeError("calibration must be a sequence of batches (a list of tensors), not one tensor; wrap it: [x]")
+    if isinstance(calibration, (str, bytes, Mapping)) or not (hasattr(calibration, "__len__")
+                                                              and hasattr(calibration, "__iter__")):
+        raise TypeError(f"calibration must be a sequence of batches (a list of tensors), not {_kind(calibration)}; "
+                        f"e.g. {_CALIBRATION}")
+    if len(calibration) == 0:
+        raise ValueError(f"calibration is empty: pass e.g. {_CALIBRATION}")
+    if isinstance(calibration, (list, tuple)):
+        for i, batch in enumerate(calibration):
+            _batch_input(batch, f"calibration[{i}]")
+
+
+def _check_example_inputs(model: nn.Module, example_inputs: object) -> tuple:
+    """``example_inputs`` is a non-empty tuple that ``model`` (a float model in eval mode) runs on."""
+    if not isinstance(example_inputs, tuple):
+        raise TypeError(f"example_inputs must be a tuple of the model's inputs, e.g. (x[:1],), not {_kind(example_inputs)}")
+    if not example_inputs:
+        raise ValueError("example_inputs is an empty tuple: give the model's inputs, e.g. (x[:1],)")
+    for i, t in enumerate(example_inputs):
+        if isinstance(t, Tensor):
+            _batch_input(t, f"example_inputs[{i}]")
+    try:
+        with torch.inference_mode():
+            model(*example_inputs)
+    except (RuntimeError, TypeError, ValueError, IndexError) as exc:
+        shapes = ", ".join(str(tuple(t.shape)) if isinstance(t, Tensor) else type(t).__name__ for t in example_inputs)
+        raise ValueError(f"the model fails on example_inputs ({shapes}): {str(exc).splitlines()[0]}. Pass inputs "
+                         "shaped like a batch of its data, e.g. (calibration[0][:2],)") from None
+    return example_inputs
+
+
+def _check_fuse(fuse: object) -> None:
+    if fuse is None or callable(fuse):
+        return
+    if not (isinstance(fuse, (list, tuple)) and all(
+        isinstance(group, (list, tuple)) and len(group) >= 2 and all(isinstance(n, str) for n in group) for group in fuse
+    )):
+        raise TypeError(f"fuse must be a list of groups of module names, e.g. [['conv1', 'relu1']], or a function "
+                        f"that fuses the model in place; got {_kind(fuse)}")
+
+
+def _check_qconfig(qconfig: object) -> None:
+    if qconfig is not None and not isinstance(qconfig, QConfig):
+        raise TypeError(f"qconfig must be a torch.ao.quantization.QConfig (e.g. per_tensor_qconfig()) or None, "
+                        f"not {_kind(qconfig)}")
+
+
+def _check_stubs(model: nn.Module, what: str = "eager-mode quantization") -> None:
+    if not any(isinstance(m, torch.ao.quantization.QuantStub) for m in model.modules()):
+        raise ValueError(
+            f"{what} needs a QuantStub (and DeQuantStub) in the model to mark where "
+            "tensors are quantized; use a quantization-ready model (e.g. QuantReadyCNN.from_simple_cnn) "
+            "or ptq_fx/ptq_pt2e, which need no stubs"
+        )
+
+
+def _traced(fn: Callable, *args):
+    """``fn(*args)``, a step that traces the model with torch.fx, with a tracing failure explained."""
+    try:
+        return fn(*args)
+    except torch.fx.proxy.TraceError as exc:
+        raise ValueError(f"torch.fx cannot trace the model: {str(exc).splitlines()[0]}. Symbolic tracing needs control "
+                         "flow that does not depend on tensor values; use ptq_eager, or ptq_pt2e (torch.export)") from None
 
 
 @torch.inference_mode()
@@ -37,28 +207,34 @@ def calibrate(model: nn.Module, batches: Iterable[Tensor], desc: str = "calibrat
     """Run ``batches`` through ``model`` in inference mode so that its observers record ranges.
 
     ``model`` is used as it is (put it in eval mode first); the outputs are discarded.
+    Each batch must be a finite float tensor (or an ``(inputs, labels)`` pair);
+    one the model cannot run on raises a ValueError naming it.
     """
+    if not callable(model):
+        raise TypeError(f"model must be a torch.nn.Module (a prepared model), not {_kind(model)}")
+    if isinstance(batches, (Tensor, str, bytes, Mapping)) or not hasattr(batches, "__iter__"):
+        raise TypeError(f"batches must be an iterable of input batches (a list of tensors or a DataLoader), not "
+                        f"{_kind(batches)}; wrap one tensor in a list: [x]")
     n = 0
     for x in progress(batches, desc=desc, unit="batch", leave=False):
-        if isinstance(x, (tuple, list)):  # (images, labels) from a DataLoader
-            x = x[0]
-        model(x)
+        x = _batch_input(x, f"calibration batch {n}")
+        try:
+            model(x)
+        except RuntimeError as exc:
+            raise ValueError(f"the model fails on calibration batch {n} ({_kind(x)}): {str(exc).splitlines()[0]}. "
+                             "Calibrate with batches shaped like the model's input") from None
         n += 1
     if n == 0:
-        raise ValueError("calibrate() got no batches: pass e.g. qhelpers.data.calibration_loader(loader, 10)")
-
-
-def _check_calibration(calibration: Sequence[Tensor]) -> None:
-    if isinstance(calibration, Tensor):
-        raise TypeError("calibration must be a sequence of batches (a list of tensors), not one tensor; wrap it: [x]")
-    if len(calibration) == 0:
-        raise ValueError("calibration is empty: pass e.g. qhelpers.data.calibration_loader(loader, 10)")
+        raise ValueError(f"calibrate() got no batches: pass e.g. {_CALIBRATION}")
 
 
 def per_tensor_qconfig(engine: str = "x86") -> QConfig:
     """The engine's default QConfig with one weight scale per tensor instead of per output channel."""
     from torch.ao.quantization import get_default_qconfig
     from torch.ao.quantization.observer import default_weight_observer
+
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; choose one of {list(ENGINES)} ('x86' on these CPUs)")
 
     return QConfig(activation=get_default_qconfig(engine).activation, weight=default_weight_observer)
 
@@ -69,7 +245,20 @@ def _default_qconfig(per_channel: bool) -> QConfig:
     return get_default_qconfig("x86") if per_channel else per_tensor_qconfig("x86")
 
 
+def _check_fuse_names(model: nn.Module, fuse: Fuse) -> None:
+    """``fuse`` is well formed and, if it is a list of groups, names modules ``model`` has."""
+    _check_fuse(fuse)
+    if fuse is None or callable(fuse):
+        return
+    names = dict(model.named_modules())
+    missing = [n for group in fuse for n in group if n not in names]
+    if missing:
+        raise ValueError(f"fuse names modules the model does not have: {missing}; its modules are {sorted(names)[1:]}")
+
+
 def _fuse(model: nn.Module, fuse: Fuse) -> None:
+    """Fuse ``model`` in place: call ``fuse``, or torch.ao's ``fuse_modules`` on its groups of names."""
+    _check_fuse_names(model, fuse)
     if fuse is None:
         return
     if callable(fuse):
@@ -77,11 +266,11 @@ def _fuse(model: nn.Module, fuse: Fuse) -> None:
         return
     from torch.ao.quantization import fuse_modules
 
-    names = dict(model.named_modules())
-    missing = [n for group in fuse for n in group if n not in names]
-    if missing:
-        raise ValueError(f"fuse names modules the model does not have: {missing}; its modules are {sorted(names)[1:]}")
-    fuse_modules(model, fuse, inplace=True)
+    try:
+        fuse_modules(model, fuse, inplace=True)
+    except AssertionError as exc:  # "did not find fuser method for: (Conv2d, Linear)"
+        raise ValueError(f"fuse: PyTorch cannot fuse one of the groups {fuse} ({exc}); it fuses conv(+bn)(+relu) "
+                         "and linear(+bn)(+relu), listed in the order the model runs them") from None
 
 
 def ptq_eager(
@@ -104,13 +293,12 @@ def ptq_eager(
     """
     from torch.ao.quantization import convert, prepare
 
+    check_float_model(model)
     _check_calibration(calibration)
-    if not any(isinstance(m, torch.ao.quantization.QuantStub) for m in model.modules()):
-        raise ValueError(
-            "eager-mode quantization needs a QuantStub (and DeQuantStub) in the model to mark where "
-            "tensors are quantized; use a quantization-ready model (e.g. QuantReadyCNN.from_simple_cnn) "
-            "or ptq_fx/ptq_pt2e, which need no stubs"
-        )
+    _check_stubs(model)
+    _check_fuse_names(model, fuse)
+    _check_qconfig(qconfig)
+    _check_flag("per_channel", per_channel)
     m = copy.deepcopy(model).eval()
     _fuse(m, fuse)
     m.qconfig = qconfig if qconfig is not None else _default_qconfig(per_channel)
@@ -127,7 +315,8 @@ def views_as_reshapes(model: nn.Module) -> torch.fx.GraphModule:
     unlike ``view``, it also works on the non-contiguous (channels-last)
     tensors that quantized kernels return.
     """
-    gm = torch.fx.symbolic_trace(model)
+    _check_module(model)
+    gm = _traced(torch.fx.symbolic_trace, model)
     for node in gm.graph.nodes:
         if node.op == "call_method" and node.target == "view":
             node.target = "reshape"
@@ -158,16 +347,20 @@ def ptq_fx(
     from torch.ao.quantization import get_default_qconfig_mapping
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
+    check_float_model(model)
     _check_calibration(calibration)
     if not isinstance(example_inputs, tuple):
         raise TypeError("example_inputs must be a tuple of the model's inputs, e.g. (x[:1],)")
+    _check_flag("per_channel", per_channel)
+    _check_flag("views_to_reshape", views_to_reshape)
     mapping = get_default_qconfig_mapping("x86")
     if not per_channel:
         mapping.set_global(per_tensor_qconfig("x86"))
     m = copy.deepcopy(model).eval()
+    _check_example_inputs(m, example_inputs)
     if views_to_reshape:
         m = views_as_reshapes(m)
-    prepared = prepare_fx(m, mapping, example_inputs)
+    prepared = _traced(prepare_fx, m, mapping, example_inputs)
     calibrate(prepared, calibration, desc=desc)
     return convert_fx(prepared).eval()
 
@@ -215,15 +408,28 @@ def ptq_pt2e(
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
     from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import X86InductorQuantizer
 
+    check_float_model(model)
     _check_calibration(calibration)
     if not isinstance(example_inputs, tuple):
         raise TypeError("example_inputs must be a tuple of the model's inputs, e.g. (x[:2],)")
+    _check_flag("strict", strict)
+    _check_flag("per_channel", per_channel)
+    _check_flag("dynamic_batch", dynamic_batch)
     m = copy.deepcopy(model).eval()
+    _check_example_inputs(m, example_inputs)
     dynamic_shapes = None
     if dynamic_batch:
+        if any(isinstance(t, Tensor) and t.dim() > 0 and t.shape[0] == 1 for t in example_inputs):
+            raise ValueError("dynamic_batch=True needs example inputs with a batch of at least 2 (torch.export fixes a "
+                             "batch of 1 as a constant): pass e.g. (x[:2],), or dynamic_batch=False")
         batch = torch.export.Dim.AUTO
         dynamic_shapes = tuple({0: batch} if isinstance(t, Tensor) else None for t in example_inputs)
-    exported = torch.export.export(m, example_inputs, dynamic_shapes=dynamic_shapes, strict=strict).module()
+    try:
+        exported = torch.export.export(m, example_inputs, dynamic_shapes=dynamic_shapes, strict=strict).module()
+    except Exception as exc:  # torch.export has many error types (UserError, Unsupported, ...): one answer for all
+        hint = "try strict=False, or ptq_eager" if strict else "use ptq_eager, or rewrite the branch with torch.cond"
+        raise ValueError(f"torch.export cannot capture the model ({type(exc).__name__}: {str(exc).strip().splitlines()[0]}). "
+                         f"It needs control flow that does not depend on tensor values; {hint}") from None
     quantizer = X86InductorQuantizer().set_global(_pt2e_config(per_channel))
     prepared = prepare_pt2e(exported, quantizer)
     calibrate(prepared, calibration, desc=desc)
@@ -240,6 +446,8 @@ def graph_tensors(gm: torch.fx.GraphModule) -> dict[str, Tensor]:
     attributes, unused: the graph reads the folded INT8 copies instead. Their
     bytes are what a lowered (compiled) model needs to keep.
     """
+    if not isinstance(gm, torch.fx.GraphModule):
+        raise TypeError(f"graph_tensors needs a torch.fx.GraphModule (what ptq_fx or ptq_pt2e return), not {_kind(gm)}")
     out: dict[str, Tensor] = {}
     for node in gm.graph.nodes:
         if node.op == "get_attr":
@@ -262,6 +470,12 @@ def calibration_set(data, num_batches: int, *, seed: int = 0, batch_size: int | 
 
     from .data import calibration_loader
 
+    if not isinstance(getattr(data, "train", None), DataLoader):
+        raise TypeError(f"data must be a qhelpers.data.Loaders (e.g. qhelpers.data.loaders('mnist')), not {_kind(data)}")
+    _check_int("num_batches", num_batches, 1)
+    _check_int("seed", seed, 0, SEED_MAX)
+    if batch_size is not None:
+        _check_int("batch_size", batch_size, 1)
     loader = DataLoader(
         data.train.dataset,
         batch_size=batch_size or data.train.batch_size,

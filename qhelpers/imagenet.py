@@ -12,12 +12,20 @@ the chapter trains torchvision's ResNet-18 with a small-image stem on MNIST
 :func:`qhelpers.train.train_or_load`.
 
 :func:`resnet18_with_data` is the one entry point the notebook calls.
+
+Arguments are checked before any weights, images or training are touched:
+counts must be positive ints, flags bools, folders paths; class folders must
+map to ImageNet classes unambiguously. A missing folder or checkpoint raises
+``FileNotFoundError`` (:class:`WeightsUnavailableError`) saying where to put it.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
+import numbers
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -49,6 +57,30 @@ WEIGHTS = tv_models.ResNet18_Weights.IMAGENET1K_V1
 CATEGORIES: list[str] = list(WEIGHTS.meta["categories"])
 # The MNIST model's stem: 3x3 stride-1 conv, then the 3x3 stride-2 max-pool (see models.resnet18_mnist).
 STEM = "small_pool"
+SEED_MAX = 2**32 - 1
+_SYNSET = re.compile(r"^n\d{8}$")  # WordNet ids, the ImageNet folder names: n01440764 ...
+
+
+# --- argument checks ------------------------------------------------------------------------------
+
+def _check_int(name: str, value: object, lo: int, hi: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}={value!r} must be an int, not {type(value).__name__}")
+    if value < lo or (hi is not None and value > hi):
+        raise ValueError(f"{name}={value} must be " + (f"at least {lo}" if hi is None else f"between {lo} and {hi}"))
+    return int(value)
+
+
+def _check_flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name}={value!r} must be True or False, not {type(value).__name__}")
+    return value
+
+
+def _check_folder_arg(root: object) -> Path:
+    if not isinstance(root, (str, os.PathLike)) or str(root) == "":
+        raise TypeError(f"imagenet_dir={root!r} must be a folder path (str or Path) in ImageFolder layout")
+    return Path(root).expanduser()
 
 
 class WeightsUnavailableError(FileNotFoundError):
@@ -71,6 +103,8 @@ def load_resnet18(weights: str = "imagenet", *, quantizable: bool = True, allow_
     """
     if weights not in ("none", "imagenet"):
         raise ValueError(f"weights={weights!r}: choose 'none' (random init) or 'imagenet'")
+    _check_flag("quantizable", quantizable)
+    _check_flag("allow_download", allow_download)
     path = checkpoint_path()
     if weights == "imagenet" and not allow_download and not path.is_file():
         raise WeightsUnavailableError(
@@ -94,10 +128,22 @@ def class_indices(class_names: list[str]) -> list[int]:
       validation set): the sorted order *is* ImageNet's class order;
     - folders named by index, ``"0"`` ... ``"999"`` (any subset);
     - folders named by the weights' category names, ``"tench"``, ``"goldfish"`` ... (any subset).
+
+    Index and category names are looked up whatever their number, so 1000
+    folders ``"0"`` ... ``"999"`` (sorted as strings: ``"0", "1", "10", "100"``
+    ...) get their own indices, not their position.
     """
+    if isinstance(class_names, str) or not isinstance(class_names, (list, tuple)) or not all(
+        isinstance(name, str) for name in class_names
+    ):
+        raise TypeError(f"class_names must be a list of folder names (strings), e.g. ImageFolder(...).classes, "
+                        f"not {type(class_names).__name__} {class_names!r}"[:200])
     if not class_names:
         raise ValueError("no class folders: an ImageFolder needs one sub-folder of images per class")
-    if len(class_names) == len(CATEGORIES):
+    if len(set(class_names)) != len(class_names):
+        twice = sorted({name for name in class_names if class_names.count(name) > 1})
+        raise ValueError(f"class folders {twice[:5]} appear more than once: each class needs one folder")
+    if len(class_names) == len(CATEGORIES) and all(_SYNSET.match(name) for name in class_names):
         return list(range(len(CATEGORIES)))
     if all(name.isdigit() for name in class_names):
         idx = [int(name) for name in class_names]
@@ -109,7 +155,8 @@ def class_indices(class_names: list[str]) -> list[int]:
     unknown = [name for name in class_names if name not in lookup]
     if unknown:
         raise ValueError(
-            f"cannot map class folders {unknown[:5]} to ImageNet classes: name the folders by ImageNet index "
+            f"cannot map class folders {unknown[:5]}{' ...' if len(unknown) > 5 else ''} to ImageNet classes: "
+            "name the folders by ImageNet index "
             "('0'-'999'), by category name (e.g. 'tench', 'goldfish': torchvision's ResNet18_Weights.meta"
             "['categories']), or give all 1000 synset folders (n01440764, ...)"
         )
@@ -120,7 +167,10 @@ def image_folder(root: Path | str):
     """``torchvision.datasets.ImageFolder`` of ``root`` with the weights' preprocessing and ImageNet labels."""
     from torchvision.datasets import ImageFolder
 
-    root = Path(root).expanduser()
+    root = _check_folder_arg(root)
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"imagenet_dir={str(root)!r} is a file, not a folder: give the folder that holds one "
+                         "sub-folder of images per class (root/<class>/<image>.jpg)")
     if not root.is_dir():
         raise FileNotFoundError(
             f"imagenet_dir={str(root)!r} is not a folder: give an ImageFolder layout (root/<class>/<image>.jpg), "
@@ -149,6 +199,11 @@ def imagenet_loaders(
     the observers, ``test`` the rest (at most ``limit`` images). No image is
     used for both. ``dataset`` is ``"imagenet"``.
     """
+    _check_int("calibration_images", calibration_images, 1)
+    _check_int("batch_size", batch_size, 1)
+    if limit is not None:
+        _check_int("limit", limit, 1)
+    _check_int("seed", seed, 0, SEED_MAX)
     folder = image_folder(root)
     n = len(folder)
     if not 0 < calibration_images < n:
@@ -175,10 +230,22 @@ def plain_resnet(model: nn.Module) -> nn.Module:
     ``FloatFunctional``; they get this twin. The stem (``conv1``, ``maxpool``)
     and the classifier size are copied, so it works for the MNIST variant too.
     """
+    from .flows import check_float_model
+
+    check_float_model(model)
+    if not all(isinstance(getattr(model, name, None), kind) for name, kind in
+               (("conv1", nn.Conv2d), ("maxpool", nn.Module), ("fc", nn.Linear))):
+        raise TypeError(f"plain_resnet needs a torchvision ResNet-18 (e.g. from load_resnet18 or resnet18_mnist), "
+                        f"not a {type(model).__name__}")
     plain = tv_models.resnet18(weights=None, num_classes=model.fc.out_features)
     plain.conv1 = copy.deepcopy(model.conv1)
     plain.maxpool = copy.deepcopy(model.maxpool)
-    plain.load_state_dict(model.state_dict())
+    try:
+        plain.load_state_dict(model.state_dict())
+    except RuntimeError as exc:
+        lines = str(exc).strip().splitlines()
+        raise ValueError(f"the {type(model).__name__}'s weights do not fit a ResNet-18 "
+                         f"({(lines[1] if len(lines) > 1 else lines[0]).strip()[:200]}): pass a ResNet-18") from None
     return plain.eval()
 
 
@@ -200,14 +267,19 @@ class ResNetSetup:
         Drawn with their own generator, so the same call gives the same
         batches however often the training loader has been iterated before.
         """
+        if isinstance(num_batches, bool) or not isinstance(num_batches, numbers.Integral):
+            raise TypeError(f"num_batches={num_batches!r} must be an int, not {type(num_batches).__name__}")
         if num_batches < 1:
             raise ValueError(f"num_batches={num_batches}: calibration needs at least one batch")
+        _check_int("batch_size", batch_size, 1)
+        _check_int("seed", seed, 0, SEED_MAX)
         g = torch.Generator().manual_seed(seed)
         loader = DataLoader(self.data.train.dataset, batch_size=batch_size, shuffle=True, generator=g)
         return qdata.calibration_loader(loader, num_batches)
 
     def example(self, batch: int = 1) -> torch.Tensor:
         """A random input batch of the model's shape, e.g. for latency: (batch, C, H, W)."""
+        _check_int("batch", batch, 1)
         g = torch.Generator().manual_seed(batch)
         return torch.randn(batch, self.channels, self.resolution, self.resolution, generator=g)
 
@@ -230,7 +302,15 @@ def resnet18_with_data(
     ``weights="imagenet"`` needs ``imagenet_dir`` and the cached checkpoint
     (no training). ``weights="none"`` trains :func:`models.resnet18_mnist` on
     ``train_subset`` images for ``epochs`` epochs (cached: a re-run loads it).
+    Every argument is checked before weights are loaded or a model is trained.
     """
+    if weights not in ("none", "imagenet"):
+        raise ValueError(f"weights={weights!r}: choose 'none' (train on {dataset}) or 'imagenet'")
+    if imagenet_dir is not None and imagenet_dir != "":
+        _check_folder_arg(imagenet_dir)
+    _check_int("calibration_images", calibration_images, 1)
+    if eval_limit is not None:
+        _check_int("eval_limit", eval_limit, 1)
     if weights == "imagenet":
         if not imagenet_dir:
             raise ValueError("weights='imagenet' needs imagenet_dir: a folder in ImageFolder layout to evaluate on")

@@ -6,10 +6,15 @@ more than that: the points where tensors enter and leave the quantized region
 marked with ``QuantStub``/``DeQuantStub``, and ReLUs as modules so that
 ``conv+relu`` and ``linear+relu`` can be fused. ``QuantReadyCNN`` is that
 model; it has the same parameter names, so it loads SimpleCNN's weights.
+
+Constructors check their arguments (``num_classes`` a positive int, known
+``stem``/``weights`` names, bools for flags) and raise a ValueError or
+TypeError naming the bad one.
 """
 
 from __future__ import annotations
 
+import numbers
 from typing import Literal
 
 import torch
@@ -21,11 +26,20 @@ from torchvision import models as tv_models
 __all__ = ["SimpleCNN", "QuantReadyCNN", "FUSE_PATTERNS", "resnet18_mnist", "resnet18_imagenet"]
 
 
+def _check_classes(num_classes: object) -> int:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral):
+        raise TypeError(f"num_classes={num_classes!r} must be an int, not {type(num_classes).__name__}")
+    if num_classes < 1:
+        raise ValueError(f"num_classes={num_classes} must be at least 1 (10 for MNIST)")
+    return int(num_classes)
+
+
 class SimpleCNN(nn.Module):
     """The article's CNN for 1x28x28 images: conv 1->10 k5, conv 10->20 k5, fc 320->50, fc 50->10."""
 
     def __init__(self, num_classes: int = 10) -> None:
         super().__init__()
+        _check_classes(num_classes)
         self.conv1 = nn.Conv2d(1, 10, kernel_size=5)
         self.conv2 = nn.Conv2d(10, 20, kernel_size=5)
         self.fc1 = nn.Linear(320, 50)
@@ -51,6 +65,7 @@ class QuantReadyCNN(nn.Module):
 
     def __init__(self, num_classes: int = 10) -> None:
         super().__init__()
+        _check_classes(num_classes)
         self.quant = QuantStub()
         self.conv1 = nn.Conv2d(1, 10, kernel_size=5)
         self.relu1 = nn.ReLU()
@@ -76,8 +91,19 @@ class QuantReadyCNN(nn.Module):
     @classmethod
     def from_simple_cnn(cls, model: SimpleCNN) -> "QuantReadyCNN":
         """A QuantReadyCNN carrying a copy of ``model``'s trained weights."""
-        ready = cls(num_classes=model.fc2.out_features)
-        ready.load_state_dict(model.state_dict())
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a SimpleCNN, not {type(model).__name__}")
+        fc2 = getattr(model, "fc2", None)
+        if not isinstance(fc2, nn.Linear) or type(fc2).__module__.startswith("torch.ao"):
+            found = f"its fc2 is a {fc2._get_name()} (already quantized?)" if isinstance(fc2, nn.Module) else "it has no fc2 layer"
+            raise ValueError(f"model must be a float SimpleCNN, but {found}: pass the SimpleCNN the weights come from")
+        ready = cls(num_classes=fc2.out_features)
+        try:
+            ready.load_state_dict(model.state_dict())
+        except RuntimeError as exc:  # "Error(s) in loading state_dict for ...:\n\tMissing key(s) ..."
+            detail = str(exc).strip().splitlines()[-1].strip()[:200]
+            raise ValueError(f"the {type(model).__name__}'s weights do not fit a QuantReadyCNN ({detail}): "
+                             "pass a SimpleCNN") from None
         return ready
 
 
@@ -102,6 +128,7 @@ def resnet18_mnist(num_classes: int = 10, stem: Literal["small", "small_pool"] =
     """
     if stem not in ("small", "small_pool"):
         raise ValueError(f"unknown stem {stem!r}; choose 'small' (no max-pool) or 'small_pool'")
+    _check_classes(num_classes)
     from torchvision.models.quantization import resnet18 as q_resnet18
 
     model = q_resnet18(weights=None, quantize=False, num_classes=num_classes)
@@ -120,6 +147,8 @@ def resnet18_imagenet(weights: Literal["none", "imagenet"] = "imagenet", quantiz
     """
     if weights not in ("none", "imagenet"):
         raise ValueError(f"weights={weights!r}: choose 'none' (random init) or 'imagenet'")
+    if not isinstance(quantizable, bool):
+        raise TypeError(f"quantizable={quantizable!r} must be True or False, not {type(quantizable).__name__}")
     enum = tv_models.ResNet18_Weights.IMAGENET1K_V1 if weights == "imagenet" else None
     if quantizable:
         from torchvision.models.quantization import resnet18 as q_resnet18

@@ -15,6 +15,12 @@ The same fake-quantized model serves both methods, so they are compared on
 the same grid: PTQ calibrates its observers on a few batches and stops;
 QAT starts from there and fine-tunes the weights through the fake
 quantization (straight-through gradients), the observers following along.
+
+Bit-widths from 2 to 8 are supported (the grids live in 8-bit containers).
+Every argument is checked before anything is built or trained: the model must
+be a float model with quant/dequant stubs, ``keep_8bit`` a list of its module
+names, ``fuse`` groups it can fuse; a cached fine-tune is only loaded for
+arguments that would also have trained.
 """
 
 from __future__ import annotations
@@ -22,7 +28,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
-from typing import Sequence
+import math
+import numbers
+from typing import Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -40,11 +48,96 @@ from torch.ao.quantization import (
 )
 
 from .data import Loaders
-from .flows import Fuse, _check_calibration, calibrate
+from .flows import Fuse, _check_calibration, calibrate, check_float_model
 from .quant import quant_range
 from .train import History, TrainConfig, train_or_load
 
 __all__ = ["lowbit_qconfig", "fake_quant_model", "ptq_lowbit", "qat_lowbit", "freeze", "weights_key", "compare_bits"]
+
+MIN_BITS, MAX_BITS = 2, 8  # fbgemm's observers and fake-quantize modules hold codes in 8-bit containers
+SEED_MAX = 2**32 - 1
+
+
+# --- argument checks ------------------------------------------------------------------------------
+
+def _check_flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name}={value!r} must be True or False, not {type(value).__name__}")
+    return value
+
+
+def _check_int(name: str, value: object, lo: int, hi: int | None = None, why: str = "") -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}={value!r} must be an int, not {type(value).__name__}")
+    if value < lo or (hi is not None and value > hi):
+        raise ValueError(f"{name}={value} must be " + (f"at least {lo}" if hi is None else f"between {lo} and {hi}") + why)
+    return int(value)
+
+
+def _check_bits(name: str, value: object) -> int:
+    return _check_int(name, value, MIN_BITS, MAX_BITS, ": the simulated grids live in 8-bit containers")
+
+
+def _check_names(model: nn.Module, names: object, what: str, example: str) -> list[str]:
+    """``names`` is a list (or another iterable) of names of ``model``'s modules."""
+    if isinstance(names, (str, bytes)) or not isinstance(names, Iterable):
+        raise TypeError(f"{what} must be a list of module names, e.g. {example}, not {type(names).__name__} {names!r}")
+    names = list(names)
+    if not all(isinstance(n, str) for n in names):
+        raise TypeError(f"{what} must be a list of module names (strings), e.g. {example}, not {names!r}")
+    modules = dict(model.named_modules())
+    for name in names:
+        if name not in modules:
+            raise ValueError(f"{what} names a module the model does not have: {name!r}; its modules are {sorted(modules)[1:]}")
+    return list(names)
+
+
+def _check_model_setup(model: object, bits: object, fuse: object, per_channel: object,
+                       keep_8bit: object) -> tuple[str, ...]:
+    """The arguments :func:`fake_quant_model` takes, checked before anything is built or trained.
+
+    Returns ``keep_8bit`` as a tuple (it may be any iterable of names).
+    """
+    check_float_model(model)
+    if not any(isinstance(m, torch.ao.quantization.QuantStub) for m in model.modules()):
+        raise ValueError("fake quantization in eager mode needs a QuantStub (and DeQuantStub) in the model to mark "
+                         "where tensors are quantized; use a quantization-ready model (e.g. QuantReadyCNN.from_simple_cnn)")
+    _check_bits("bits", bits)
+    _check_flag("per_channel", per_channel)
+    keep_8bit = tuple(_check_names(model, keep_8bit, "keep_8bit", "('quant', 'fc2')"))
+    if fuse is not None and not callable(fuse):
+        if not isinstance(fuse, (list, tuple)) or not all(isinstance(g, (list, tuple)) and len(g) >= 2 for g in fuse):
+            raise TypeError(f"fuse must be a list of groups of module names, e.g. [['conv1', 'relu1']], or a function "
+                            f"that fuses the model in place; got {type(fuse).__name__} {fuse!r}")
+        _check_names(model, [n for group in fuse for n in group], "fuse", "[['conv1', 'relu1']]")
+    return keep_8bit
+
+
+def _check_training(epochs: object, lr: object, seed: object) -> None:
+    """The fine-tuning settings, checked before any model is calibrated or trained."""
+    if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral):
+        raise TypeError(f"epochs={epochs!r} must be an int, not {type(epochs).__name__}")
+    if epochs < 1:
+        raise ValueError(f"epochs={epochs}: QAT needs at least one epoch of fine-tuning")
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
+        raise TypeError(f"lr={lr!r} must be a number, not {type(lr).__name__}")
+    if not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr={lr} must be a finite number > 0, e.g. 0.01")
+    _check_int("seed", seed, 0, SEED_MAX)
+
+
+def _check_data(data: object) -> Loaders:
+    if not isinstance(data, Loaders):
+        raise TypeError(f"data must be a qhelpers.data.Loaders (e.g. qhelpers.data.loaders('mnist')), not {type(data).__name__}")
+    return data
+
+
+def _check_calibration_tensors(calibration: object) -> None:
+    _check_calibration(calibration)
+    bad = [i for i, x in enumerate(calibration) if not isinstance(x, Tensor)]
+    if bad:
+        raise TypeError(f"calibration[{bad[0]}] is a {type(calibration[bad[0]]).__name__}; QAT needs the input tensors "
+                        "alone (no labels), e.g. qhelpers.flows.calibration_set(data, 10)")
 
 
 def lowbit_qconfig(bits: int, *, act_bits: int | None = None, per_channel: bool = True) -> QConfig:
@@ -55,7 +148,12 @@ def lowbit_qconfig(bits: int, *, act_bits: int | None = None, per_channel: bool 
 
     ``bits=8`` gives the usual INT8 grid: activations ``[0, 255]``, weights ``[-127, 127]``.
     ``act_bits`` (default: ``bits``) sets the activations' bit-width separately.
+    Both lie between 2 and 8.
     """
+    _check_bits("bits", bits)
+    if act_bits is not None:
+        _check_bits("act_bits", act_bits)
+    _check_flag("per_channel", per_channel)
     act_min, act_max = quant_range(bits if act_bits is None else act_bits, signed=False)
     w_max = quant_range(bits, signed=True)[1]
     activation = FusedMovingAvgObsFakeQuantize.with_args(
@@ -104,11 +202,16 @@ def fake_quant_model(
     """
     from torch.ao.quantization import fuse_modules_qat
 
+    keep_8bit = _check_model_setup(model, bits, fuse, per_channel, keep_8bit)
     m = copy.deepcopy(model).train()
     if callable(fuse):
         fuse(m)
     elif fuse:
-        fuse_modules_qat(m, fuse, inplace=True)
+        try:
+            fuse_modules_qat(m, fuse, inplace=True)
+        except AssertionError as exc:  # "did not find fuser method for: (Conv2d, Linear)"
+            raise ValueError(f"fuse: PyTorch cannot fuse one of the groups {fuse} ({exc}); it fuses conv(+bn)(+relu) "
+                             "and linear(+bn)(+relu), listed in the order the model runs them") from None
     m.qconfig = lowbit_qconfig(bits, per_channel=per_channel)
     modules = dict(m.named_modules())
     for name in keep_8bit:
@@ -121,6 +224,11 @@ def fake_quant_model(
 
 def freeze(model: nn.Module) -> nn.Module:
     """Observers off, fake quantization on, eval mode: the model now runs on a fixed grid."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, not {type(model).__name__}")
+    if not any(isinstance(m, torch.ao.quantization.FakeQuantizeBase) for m in model.modules()):
+        raise ValueError("the model has no fake-quantize modules, so there is nothing to freeze: pass a model from "
+                         "fake_quant_model(...) or prepare_qat(...)")
     model.apply(disable_observer)
     model.apply(enable_fake_quant)
     return model.eval()
@@ -150,8 +258,14 @@ def ptq_lowbit(
 
 def weights_key(model: nn.Module) -> str:
     """A short hash of a model's state dict: names a cached fine-tune of exactly these weights."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, not {type(model).__name__}")
     h = hashlib.sha256()
     for name, t in sorted(model.state_dict().items()):
+        if type(t) not in (Tensor, nn.Parameter) or t.is_quantized:
+            kind = f"a quantized tensor ({t.dtype})" if isinstance(t, Tensor) and t.is_quantized else f"a {type(t).__name__}"
+            raise ValueError(f"weights_key hashes float weights, but the state dict entry {name!r} is {kind}: "
+                             "pass the float model (before convert or dynamic quantization)")
         h.update(name.encode())
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
@@ -177,8 +291,12 @@ def qat_lowbit(
     and caches the result keyed by the starting weights and every setting.
     Returns ``(frozen fake-quantized model, history, loaded_from_cache)``.
     """
-    if epochs < 1:
-        raise ValueError(f"epochs={epochs}: QAT needs at least one epoch of fine-tuning")
+    _check_training(epochs, lr, seed)
+    keep_8bit = _check_model_setup(model, bits, fuse, per_channel, keep_8bit)
+    _check_calibration_tensors(calibration)
+    _check_data(data)
+    if not isinstance(name, str):
+        raise TypeError(f"name={name!r} must be a string (it names the cached fine-tune)")
 
     def build() -> nn.Module:
         m = ptq_lowbit(model, calibration, bits=bits, fuse=fuse, per_channel=per_channel, keep_8bit=keep_8bit)
@@ -235,8 +353,20 @@ def compare_bits(
 
     from .train import evaluate
 
+    if isinstance(bit_widths, (str, bytes)) or not isinstance(bit_widths, Iterable):
+        raise TypeError(f"bit_widths must be a list of bit-widths, e.g. [8, 4, 3, 2], "
+                        f"not {type(bit_widths).__name__} {bit_widths!r}")
+    bit_widths = list(bit_widths)
     if not bit_widths:
         raise ValueError("bit_widths is empty: pass e.g. [8, 4, 3, 2]")
+    for i, bits in enumerate(bit_widths):
+        _check_bits(f"bit_widths[{i}]", bits)
+    if len(set(bit_widths)) != len(bit_widths):
+        raise ValueError(f"bit_widths={list(bit_widths)} repeats a bit-width: give each once")
+    keep_8bit = _check_model_setup(model, bit_widths[0], fuse, per_channel, keep_8bit)
+    _check_calibration_tensors(calibration)
+    _check_data(data)
+    _check_training(epochs, lr, seed)
     rows = {}
     for bits in bit_widths:
         kw = dict(bits=bits, fuse=fuse, per_channel=per_channel, keep_8bit=keep_8bit)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import random
 import warnings
 
@@ -9,6 +10,16 @@ import numpy as np
 import torch
 
 __all__ = ["setup"]
+
+SEED_MAX = 2**32 - 1  # NumPy's limit, so that one seed works for every library
+
+
+def _check_int(name: str, value: object, lo: int, hi: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}={value!r} must be an int, not {type(value).__name__}")
+    if value < lo or (hi is not None and value > hi):
+        raise ValueError(f"{name}={value} must be " + (f"at least {lo}" if hi is None else f"between {lo} and {hi}"))
+    return int(value)
 
 
 def setup(seed: int = 0, threads: int = 2, engine: str = "x86", quiet_deprecations: bool = True) -> str:
@@ -18,8 +29,14 @@ def setup(seed: int = 0, threads: int = 2, engine: str = "x86", quiet_deprecatio
     repeatable. ``x86`` is the fbgemm-based engine for these CPUs.
     ``quiet_deprecations`` hides the (expected, repeated) deprecation warnings
     of ``torch.ao.quantization``; the chapters say what replaces it.
-    Returns a one-line summary to print.
+    Returns a one-line summary to print. Every argument is checked before
+    anything is set, so a bad one changes nothing.
     """
+    seed = _check_int("seed", seed, 0, SEED_MAX)
+    threads = _check_int("threads", threads, 1)
+    if not isinstance(quiet_deprecations, bool):
+        raise TypeError(f"quiet_deprecations={quiet_deprecations!r} must be True or False, "
+                        f"not {type(quiet_deprecations).__name__}")
     if engine not in torch.backends.quantized.supported_engines:
         raise ValueError(f"quantized engine {engine!r} not supported here; choose from {torch.backends.quantized.supported_engines}")
     random.seed(seed)

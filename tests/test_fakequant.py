@@ -62,9 +62,9 @@ def test_qparams_follow_the_observed_range():
 
 def test_to_int8_refuses_unfrozen_or_uncalibrated():
     m = FakeQuantizedModel(4, 4)
-    with pytest.raises(RuntimeError, match="freeze"):
+    with pytest.raises(ValueError, match="freeze"):
         m.to_int8()
-    with pytest.raises(RuntimeError, match="calibrated"):
+    with pytest.raises(ValueError, match="calibrated"):
         m.freeze().to_int8()
 
 
