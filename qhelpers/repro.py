@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import numbers
 import random
 import warnings
@@ -48,4 +49,9 @@ def setup(seed: int = 0, threads: int = 2, engine: str = "x86", quiet_deprecatio
         warnings.filterwarnings("ignore", message=r".*torch\.ao\.quantization.*deprecated.*")
         warnings.filterwarnings("ignore", message=r".*quantized tensor creation functions.*deprecated.*")
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.ao\.quantization.*")
+        # Known noise that tells a learner nothing: observers built with reduce_range (as every x86 recipe is),
+        # torchao registering an Enum with torch.compile, inductor noting that there is no CUDA.
+        warnings.filterwarnings("ignore", message=r".*reduce_range will be deprecated.*")
+        logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     return f"torch {torch.__version__.split('+')[0]} | seed {seed} | {threads} threads | quantized engine {engine}"
