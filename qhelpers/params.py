@@ -11,6 +11,7 @@ the value so a check can be written inline.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Iterable
 
 __all__ = ["check_choice", "check_range", "check_type"]
@@ -44,9 +45,11 @@ def check_choice(name: str, value: Any, allowed: Iterable[Any]) -> Any:
 
 
 def check_range(name: str, value: Any, lo: float | None = None, hi: float | None = None) -> Any:
-    """``value`` if it is a number with ``lo <= value <= hi`` (``None`` = unbounded), else ``ValueError``."""
+    """``value`` if it is a finite number with ``lo <= value <= hi`` (``None`` = unbounded), else ``ValueError``."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"parameter {name} = {_show(value)} must be a number; " + _HOW.format(name=name))
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"parameter {name} = {value} must be a finite number; " + _HOW.format(name=name))
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         bounds = f"[{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]"
         raise ValueError(f"parameter {name} = {value} is out of range: it must lie in {bounds}; " + _HOW.format(name=name))

@@ -60,6 +60,22 @@ def test_valid_book_loads(book_path):
     (lambda r: r["chapters"][1]["parameters"]["seed"].update(range=[1, 10]), "seed = 0 is out of range [1, 10]"),
     (lambda r: r.pop("title"), "missing `title:`"),
     (lambda r: r["chapters"][0].pop("summary"), "missing summary"),
+    (lambda r: r["chapters"][1]["parameters"]["seed"].update(range=[0, "thousand"]), "range [0, 'thousand'] must hold two finite numbers"),
+    (lambda r: r["chapters"][1]["parameters"]["seed"].update(range=[True, 10]), "must hold two finite numbers"),
+    (lambda r: r["chapters"][1]["parameters"]["seed"].update(range=[10, 0]), "range [10, 0] is empty (lo > hi)"),
+    (lambda r: r["chapters"][1]["parameters"]["seed"].update(range=[0, float("inf")]), "must hold two finite numbers"),
+    (lambda r: r["chapters"][0]["parameters"]["bits"].update(choices=[]), "choices must be a non-empty list"),
+    (lambda r: r["chapters"][0]["parameters"]["bits"].update(choices=[2, 8, 8]), "choices list a value twice"),
+    (lambda r: r["chapters"][0]["parameters"]["bits"].update(nullable="yes"), "nullable must be true or false"),
+    (lambda r: r["chapters"][1]["parameters"].update({"bad-name": {"type": "int", "default": 0, "help": "x"}}), "'bad-name' is not a Python variable name"),
+    (lambda r: r["chapters"][0].update(notebook="notebooks/01_alpha.txt"), "must be the path of a .ipynb file inside the book's folder"),
+    (lambda r: r["chapters"][0].update(notebook="../01_alpha.ipynb"), "must be the path of a .ipynb file inside the book's folder"),
+    (lambda r: r["chapters"][0].update(notebook="/tmp/01_alpha.ipynb"), "must be the path of a .ipynb file inside the book's folder"),
+    (lambda r: r["chapters"][1].update(notebook="other/01_alpha.ipynb"), "a notebook named 01_alpha.ipynb is already used by another chapter"),
+    (lambda r: r.update(chapter=[]), "unknown top-level keys ['chapter']"),
+    (lambda r: r["profiles"].update({"../x": "escape"}), "profile name '../x' must be lowercase"),
+    (lambda r: r["chapters"][0]["profiles"].update(smok={"bits": 2}), "unknown profile 'smok'; did you mean 'smoke'?"),
+    (lambda r: r["chapters"][0]["profiles"].update(smoke={"bitz": 2}), "sets bitz, which is not a parameter of this chapter; did you mean 'bits'?"),
 ])
 def test_invalid_book_is_refused_with_a_clear_message(book_path, change, expected):
     assert expected in problems(edit(book_path, change))
@@ -115,6 +131,9 @@ def test_parse_value(text, type_name, expected):
 
 def test_parse_value_errors_and_null():
     assert parse_value("null", "str", nullable=True) is None
+    for text in ("nan", "inf", "-inf", "1e999"):
+        with pytest.raises(BookError, match="is not a finite number"):
+            parse_value(text, "float")
     with pytest.raises(BookError, match="'four' is not a valid int"):
         parse_value("four", "int")
     with pytest.raises(BookError, match="not a valid bool"):
@@ -130,6 +149,31 @@ def test_parse_assignments():
         parse_assignments(["bits=2", "bits=4"])
     with pytest.raises(BookError, match="empty value"):
         parse_assignments(["bits=2,,4"], lists=True)
+    for empty in (["bits="], ["bits= "]):
+        with pytest.raises(BookError, match="no value after '='"):
+            parse_assignments(empty)
+    with pytest.raises(BookError, match="is not a parameter name"):
+        parse_assignments(["bad name=1"])
+    assert parse_assignments(["alpha.bits=2", "mnist-cnn.bits=4"]) == {"alpha.bits": "2", "mnist-cnn.bits": "4"}
+
+
+def test_nan_and_inf_parameters_are_refused():
+    from qhelpers.book import Parameter
+
+    lr = Parameter("lr", "float", 0.1, "learning rate")
+    assert lr.problem(0.5) is None and lr.problem(1) is None
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        assert "is not a finite number" in lr.problem(bad)
+    with pytest.raises(ValueError, match="must be a finite number"):
+        check_range("lr", float("nan"), 0, 1)
+    with pytest.raises(ValueError, match="must be a finite number"):
+        check_range("lr", float("inf"))
+
+
+def test_chapter_specific_override_wins_over_the_general_one(book_path):
+    book = load_book(book_path)
+    for params in ({"bits": "2", "alpha.bits": "4"}, {"alpha.bits": "4", "bits": "2"}):
+        assert plan(book, only=["alpha"], params=params)[0][1] == {"bits": 4}
 
 
 def test_plan_applies_profile_then_overrides(book_path):
@@ -141,7 +185,7 @@ def test_plan_applies_profile_then_overrides(book_path):
 
 @pytest.mark.parametrize("kwargs, expected", [
     ({"profile": "quick"}, "unknown profile 'quick'; choose one of full, smoke"),
-    ({"only": ["gamma"]}, "--only gamma: unknown chapter id; the chapters are: alpha, beta"),
+    ({"only": ["gamma"]}, "--only: unknown chapter id 'gamma'; the chapters are: alpha, beta"),
     ({"params": {"lr": "0.1"}}, "no chapter of this run has a parameter 'lr'"),
     ({"params": {"bits": "3"}}, "bits = 3 is not allowed; choose one of 2, 4, 8"),
     ({"params": {"seed": "abc"}}, "'abc' is not a valid int"),

@@ -82,7 +82,7 @@ def test_sweep_writes_one_notebook_per_point_and_a_table(smoke, tmp_path):
     table = sweep(book, "alpha", {"bits": ["2", "8"]}, out=tmp_path, progress=False)
     assert table["bits"].tolist() == [2, 8] and table["err"].tolist() == [0.25, 2.0 ** -8]
     assert table["status"].tolist() == ["ok", "ok"] and "bits_seen" in table and "per_bits.w" in table
-    folder = tmp_path / "alpha"
+    folder = tmp_path / "sweeps" / "alpha"  # --out is a build folder: sweeps go to <out>/sweeps/<chapter>
     assert sorted(p.name for p in folder.glob("*.ipynb")) == ["01_alpha__bits=2.ipynb", "01_alpha__bits=8.ipynb"]
     for name in ("results.csv", "results.md", "results.png", "results.html"):
         assert (folder / name).is_file(), name

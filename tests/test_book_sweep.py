@@ -24,7 +24,7 @@ def test_grid_points_are_the_checked_product(alpha):
 @pytest.mark.parametrize("grid, expected", [
     ({"bits": ["2", "5"]}, "bits = 5 is not allowed"),
     ({"lr": ["0.1"]}, "chapter alpha has no parameter 'lr'"),
-    ({"bits": ["2", "2"]}, "a value is repeated"),
+    ({"bits": ["2", "2"]}, "the value 2 is given twice"),
 ])
 def test_bad_grid_is_refused(alpha, grid, expected):
     with pytest.raises(BookError, match=expected):

@@ -9,15 +9,15 @@ re-exported here from :mod:`qhelpers.params`.
 """
 
 from ..params import check_choice, check_range, check_type
-from .manifest import FULL, Book, BookError, Chapter, Parameter, find_book, load_book, notebook_parameters, stanza
-from .kernel import NotebookFailed
+from .manifest import FULL, Book, BookError, Chapter, Parameter, Rule, find_book, load_book, notebook_parameters, stanza
+from .kernel import Interrupted, NotebookFailed
 from .runner import execute_all_in_place, plan, run
 from .sweep import sweep
 from .report import write_report
 
 __all__ = [
     "check_choice", "check_range", "check_type",
-    "FULL", "Book", "BookError", "Chapter", "Parameter", "NotebookFailed",
+    "FULL", "Book", "BookError", "Chapter", "Parameter", "Rule", "NotebookFailed", "Interrupted",
     "find_book", "load_book", "notebook_parameters", "stanza",
     "plan", "run", "sweep", "write_report", "execute_all_in_place",
 ]

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import re
+import signal
 import sys
 from pathlib import Path
+from typing import NoReturn
 
-from .kernel import NotebookFailed
-from .manifest import FULL, BookError, load_book, parse_assignments, stanza
+from .kernel import NotebookFailed, sigterm_interrupts
+from .manifest import FULL, BookError, did_you_mean, find_book, load_book, parse_assignments, stanza
 
 EPILOG = """examples:
   python -m qhelpers.book run --profile smoke
@@ -17,9 +20,23 @@ EPILOG = """examples:
 """
 
 
+class _UsageError(Exception):
+    """A command line argparse refused; the message is one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line is one line on stderr (and exit code 2) instead of usage text."""
+
+    def error(self, message: str) -> NoReturn:
+        choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if choice:
+            message += did_you_mean(choice.group(1), re.findall(r"'([^']*)'", choice.group(2)))
+        raise _UsageError(f"{message}; see `{self.prog} --help`")
+
+
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m qhelpers.book", description=__doc__, epilog=EPILOG,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = _Parser(prog="python -m qhelpers.book", description=__doc__, epilog=EPILOG,
+                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--book", type=Path, help="path of book.yml (default: the nearest one from the working directory)")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -57,51 +74,79 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def _stanza_root(book: Path | None) -> Path | None:
+    """The folder of book.yml, to write the stanza's notebook path relative to it (None if there is no book)."""
     try:
-        if args.command == "stanza":
-            print(stanza(args.notebook, args.id), end="")
-            return 0
-        # `run --only` / `sweep` check just the notebooks they execute (the others may be work in progress).
-        # `report`, `list` and `execute-in-place` of given notebooks only need the table of contents.
-        selected = (args.only if args.command == "run" and args.only else [args.chapter] if args.command == "sweep"
-                    else False if args.command in ("report", "list") or args.command == "execute-in-place" and args.notebooks else True)
-        book = load_book(args.book, check_notebooks=selected)
-        if args.command == "check":
-            print(f"{book.path}: {len(book.chapters)} chapters, profiles {', '.join(book.profiles)}: OK")
-        elif args.command == "list":
-            for c in book.chapters:
-                print(f"{c.id}: {c.title}  [{c.notebook.relative_to(book.root)}]\n  {c.summary}")
-                for p in c.parameters.values():
-                    print(f"    {p.describe()}")
-                for prof, values in c.profiles.items():
-                    print(f"    profile {prof}: {', '.join(f'{k}={v!r}' for k, v in values.items()) or 'defaults'}")
-        elif args.command == "run":
-            from .runner import run
+        found = book if book is not None else find_book()
+    except BookError:
+        return None
+    return found if found.is_dir() else found.parent
 
-            run(book, args.profile, args.only, parse_assignments(args.param), out=args.out,
-                progress=not args.no_progress, log_output=args.log_output, report=not args.no_report)
-        elif args.command == "sweep":
-            from .sweep import sweep
 
-            sweep(book, args.chapter, parse_assignments(args.param, lists=True), profile=args.profile, out=args.out,
-                  progress=not args.no_progress, keep_going=args.keep_going)
-        elif args.command == "report":
-            from .report import write_report
-
-            book.check_profile(args.profile)
-            print(write_report(book, args.profile, out=args.out))
-        elif args.command == "execute-in-place":
-            from .runner import execute_all_in_place
-
-            execute_all_in_place(book, args.notebooks)
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = _parser().parse_args(argv)
+    except _UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except SystemExit as exc:  # --help
+        return exc.code if isinstance(exc.code, int) else 0
+    try:
+        with sigterm_interrupts():
+            return _command(args)
     except NotebookFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except BookError as exc:
         print(f"error: {exc}" if len(exc.problems) == 1 else f"error:\n{exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        how = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        print(f"interrupted ({how})" + (f": {exc}" if str(exc) else ""), file=sys.stderr)
+        return 128 + signum
+    except OSError as exc:  # e.g. the disk filled up while writing the build folder
+        print(f"error: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""), file=sys.stderr)
+        return 1
+
+
+def _command(args: argparse.Namespace) -> int:
+    if args.command == "stanza":
+        print(stanza(args.notebook, args.id, root=_stanza_root(args.book)), end="")
+        return 0
+    # `run --only` / `sweep` check just the notebooks they execute (the others may be work in progress).
+    # `report`, `list` and `execute-in-place` of given notebooks only need the table of contents.
+    selected = (args.only if args.command == "run" and args.only else [args.chapter] if args.command == "sweep"
+                else False if args.command in ("report", "list") or args.command == "execute-in-place" and args.notebooks else True)
+    book = load_book(args.book, check_notebooks=selected)
+    if args.command == "check":
+        print(f"{book.path}: {len(book.chapters)} chapters, profiles {', '.join(book.profiles)}: OK")
+    elif args.command == "list":
+        for c in book.chapters:
+            print(f"{c.id}: {c.title}  [{c.notebook.relative_to(book.root)}]\n  {c.summary}")
+            for p in c.parameters.values():
+                print(f"    {p.describe()}")
+            for prof, values in c.profiles.items():
+                print(f"    profile {prof}: {', '.join(f'{k}={v!r}' for k, v in values.items()) or 'defaults'}")
+    elif args.command == "run":
+        from .runner import run
+
+        run(book, args.profile, args.only, parse_assignments(args.param), out=args.out,
+            progress=not args.no_progress, log_output=args.log_output, report=not args.no_report)
+    elif args.command == "sweep":
+        from .sweep import sweep
+
+        sweep(book, args.chapter, parse_assignments(args.param, lists=True), profile=args.profile, out=args.out,
+              progress=not args.no_progress, keep_going=args.keep_going)
+    elif args.command == "report":
+        from .report import write_report
+
+        book.check_profile(args.profile)
+        print(write_report(book, args.profile, out=args.out))
+    elif args.command == "execute-in-place":
+        from .runner import execute_all_in_place
+
+        execute_all_in_place(book, args.notebooks)
     return 0
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import sys
+import threading
 import time
-from dataclasses import dataclass
+import weakref
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping, TypeVar
 
 import ipykernel.kernelspec
 import nbformat
@@ -18,12 +20,17 @@ from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
 from traitlets import default
 
-from .manifest import BookError
+from .files import write_text
+from .manifest import BookError, read_notebook
 
-__all__ = ["CurrentEnvKernelManager", "NotebookFailed", "execute_papermill", "execute_in_place", "environ"]
+__all__ = ["CurrentEnvKernelManager", "NotebookFailed", "Interrupted", "execute_papermill", "execute_in_place", "environ",
+           "sigterm_interrupts"]
 
 KERNEL_NAME = "python3"
 TIMEOUT = 1800  # seconds per cell, as in nbval's configuration
+GRACE = 10.0  # seconds an interrupted kernel gets to stop (and nbclient to shut it down) before it is killed
+T = TypeVar("T")
+_KERNELS: "weakref.WeakSet[CurrentEnvKernelManager]" = weakref.WeakSet()
 
 
 class _CurrentEnvSpecs(KernelSpecManager):
@@ -43,6 +50,108 @@ class CurrentEnvKernelManager(KernelManager):
     @default("transport_encryption")
     def _default_encryption(self) -> str:
         return "auto" if zmq.has("curve") else "disabled"  # CurveZMQ when available: no plain-TCP warning
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        _KERNELS.add(self)  # so that an interrupted run can stop the kernel it started
+
+    async def _async_interrupt_kernel(self) -> None:
+        # jupyter_client interrupts a kernel before every shutdown. After an interrupted cell that second SIGINT can
+        # land while ipykernel is still replying, and it logs "KeyboardInterrupt caught in kernel" to the terminal.
+        # A shutdown needs no interrupt: ipykernel answers shutdown_request on its control thread, and jupyter_client
+        # kills a kernel that does not stop in time.
+        if getattr(self, "shutting_down", False):
+            return
+        await super()._async_interrupt_kernel()
+
+
+class Interrupted(KeyboardInterrupt):
+    """The run was stopped (Ctrl-C, or SIGTERM under :func:`sigterm_interrupts`); the message says what was left where."""
+
+    def __init__(self, message: str = "", signum: int = signal.SIGINT):
+        super().__init__(message)
+        self.signum = signum
+
+    @classmethod
+    def wrap(cls, exc: KeyboardInterrupt, message: str) -> "Interrupted":
+        return cls(message, getattr(exc, "signum", signal.SIGINT))
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """Within the block SIGTERM raises :class:`Interrupted` like Ctrl-C does (main thread only; elsewhere a no-op)."""
+    def handler(signum: int, frame: Any) -> None:
+        raise Interrupted(signum=signum)
+
+    try:
+        old = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def _signal_kernels(kernels: Iterable[CurrentEnvKernelManager], signum: int) -> set[CurrentEnvKernelManager]:
+    """Send ``signum`` to the running kernels among ``kernels``; returns those that got it."""
+    sent = set()
+    for km in kernels:
+        prov = getattr(km, "provisioner", None)
+        proc = getattr(prov, "process", None)
+        if proc is None or proc.poll() is not None:
+            continue
+        with contextlib.suppress(OSError):
+            if getattr(prov, "pgid", None):
+                os.killpg(prov.pgid, signum)  # the kernel's own session: its subprocesses (e.g. data loaders) too
+            else:
+                proc.send_signal(signum)
+            sent.add(km)
+    return sent
+
+
+def _interruptible(work: Callable[[], T]) -> T:
+    """Run ``work`` (which starts a kernel) in a worker thread, so that Ctrl-C reaches this thread at once.
+
+    On ``KeyboardInterrupt`` (including :class:`Interrupted`) the kernels started
+    meanwhile are interrupted (the cell raises KeyboardInterrupt, which the partial
+    notebook shows) and get :data:`GRACE` seconds to stop and be shut down by
+    nbclient; a kernel still alive then is killed; the interrupt is raised again.
+    (Run in the main thread, nbclient would catch Ctrl-C itself and carry on with the cell.)
+    """
+    before = set(_KERNELS)
+    outcome: dict[str, Any] = {}
+    done = threading.Event()  # not Thread.is_alive(): a join() cut by KeyboardInterrupt can leave it wrongly False
+
+    def target() -> None:
+        try:
+            outcome["value"] = work()
+        except BaseException as exc:  # handed to the calling thread
+            outcome["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=target, name="qhelpers-book-kernel", daemon=True).start()
+    try:
+        while not done.wait(0.1):
+            pass
+    except KeyboardInterrupt:
+        signalled: set[CurrentEnvKernelManager] = set()
+        deadline = time.monotonic() + GRACE
+        try:
+            while not done.is_set() and time.monotonic() < deadline:  # (a kernel may still be starting)
+                signalled |= _signal_kernels([km for km in list(_KERNELS) if km not in before and km not in signalled], signal.SIGINT)
+                done.wait(0.1)
+        except KeyboardInterrupt:
+            pass  # asked twice: do not wait
+        if not done.is_set():
+            _signal_kernels([km for km in list(_KERNELS) if km not in before], signal.SIGKILL)
+            done.wait(GRACE / 2)  # a little time for nbclient to clean up; the run is marked interrupted either way
+        raise
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 class NotebookFailed(BookError):
@@ -111,12 +220,12 @@ def execute_papermill(
     start = time.perf_counter()
     try:
         with environ(**(env or {})):
-            papermill.execute_notebook(
+            _interruptible(lambda: papermill.execute_notebook(
                 str(notebook), str(output), parameters=dict(parameters), kernel_name=KERNEL_NAME, language="python",
                 progress_bar=progress, log_output=log_output, stdout_file=sys.stdout if log_output else None,
                 stderr_file=sys.stderr if log_output else None, cwd=str(notebook.parent), execution_timeout=timeout,
                 kernel_manager_class=CurrentEnvKernelManager,
-            )
+            ))
     except PapermillExecutionError as exc:
         cell = _source_cell_number(output, exc.cell_index)
         raise NotebookFailed(label, cell, exc.exec_count, exc.ename, exc.evalue, exc.source, output) from None
@@ -128,13 +237,13 @@ def execute_papermill(
 def execute_in_place(notebook: Path, *, failed_dir: Path, env: Mapping[str, str | None] | None = None, timeout: int = TIMEOUT) -> float:
     """Re-execute ``notebook`` with its own defaults and overwrite it with the outputs (like ``nbconvert --execute --inplace``).
 
-    On a failing cell the committed notebook is left untouched and the partial
-    one is written to ``failed_dir``; raises :class:`NotebookFailed`.
+    On a failing cell (or an interrupt) the committed notebook is left untouched;
+    the partial one of a failure is written to ``failed_dir``; raises :class:`NotebookFailed`.
     """
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
-    nb = nbformat.read(notebook, as_version=4)
+    nb = read_notebook(notebook)
     client = NotebookClient(
         nb, timeout=timeout, kernel_name=KERNEL_NAME, kernel_manager_class=CurrentEnvKernelManager,
         resources={"metadata": {"path": str(notebook.parent)}},
@@ -142,11 +251,10 @@ def execute_in_place(notebook: Path, *, failed_dir: Path, env: Mapping[str, str 
     start = time.perf_counter()
     try:
         with environ(**(env or {})):
-            client.execute()
+            _interruptible(client.execute)
     except CellExecutionError as exc:
         failed_dir.mkdir(parents=True, exist_ok=True)
-        partial = failed_dir / notebook.name
-        nbformat.write(nb, partial)
+        partial = write_text(failed_dir / notebook.name, nbformat.writes(nb))
         index = next((i for i, c in enumerate(nb.cells) if any(o.get("output_type") == "error" for o in c.get("outputs", []))), None)
         cell = nb.cells[index] if index is not None else None
         raise NotebookFailed(
@@ -154,5 +262,5 @@ def execute_in_place(notebook: Path, *, failed_dir: Path, env: Mapping[str, str 
             exc.ename, exc.evalue, cell.source if cell else "", partial,
         ) from None
     seconds = time.perf_counter() - start
-    nbformat.write(nb, notebook)
+    write_text(notebook, nbformat.writes(nb))  # atomic: an interrupt never leaves a half-written committed notebook
     return seconds

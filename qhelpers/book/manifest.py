@@ -20,6 +20,11 @@ Schema (all keys required unless marked optional)::
             help: bit-width of the weights
         profiles:                  # optional: overrides per profile; `full` = the notebook defaults
           smoke: {bits: 4}
+        requires:                  # optional: rules between parameters, checked before a kernel starts
+          - if: {weights: imagenet}          # when every named parameter has this value (or one of a list)
+            then: imagenet_dir               # these str/nullable parameters must be set (not "" / None) ...
+            message: pass -p imagenet_dir=PATH   # optional: what to do, shown with the refusal
+          - {if: {mode: fast}, then: {bits: [4, 8]}}  # ... or must take one of these values
 
 ``load_book`` checks all of it against the notebooks and raises one
 ``BookError`` listing every problem with what to do about it.
@@ -28,7 +33,12 @@ Schema (all keys required unless marked optional)::
 from __future__ import annotations
 
 import ast
+import difflib
+import keyword
+import math
+import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -37,8 +47,8 @@ import nbformat
 import yaml
 
 __all__ = [
-    "BookError", "Parameter", "Chapter", "Book", "load_book", "find_book",
-    "notebook_parameters", "parse_value", "parse_assignments", "stanza", "FULL", "TYPES",
+    "BookError", "Parameter", "Rule", "Chapter", "Book", "load_book", "find_book", "read_notebook",
+    "notebook_parameters", "parse_value", "parse_assignments", "stanza", "did_you_mean", "FULL", "TYPES",
 ]
 
 FULL = "full"
@@ -46,6 +56,7 @@ TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _TRUE, _FALSE = {"true", "yes", "1", "on"}, {"false", "no", "0", "off"}
 _NULL = {"none", "null"}
+_ASSIGNED = re.compile(r"^(?:[a-z0-9][a-z0-9_-]*\.)?[A-Za-z_]\w*$")  # name or chapter.name of -p
 
 
 class BookError(ValueError):
@@ -54,6 +65,21 @@ class BookError(ValueError):
     def __init__(self, problems: str | Iterable[str]):
         self.problems = [problems] if isinstance(problems, str) else list(problems)
         super().__init__("\n".join(f"- {p}" for p in self.problems) if len(self.problems) > 1 else self.problems[0])
+
+
+def did_you_mean(word: str, options: Iterable[Any]) -> str:
+    """``"; did you mean 'x'?"`` for the option closest to ``word``, or ``""``."""
+    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal and both or neither a bool (``True == 1`` is not a match for a parameter)."""
+    return a == b and isinstance(a, bool) == isinstance(b, bool)
+
+
+def _show(values: Iterable[Any]) -> str:
+    return ", ".join(map(repr, values))
 
 
 @dataclass(frozen=True)
@@ -77,8 +103,10 @@ class Parameter:
             kind is float and isinstance(value, int) and not isinstance(value, bool)
         ):
             return f"{self.name} = {value!r} has type {type(value).__name__}, expected {self.type}"
-        if self.choices is not None and value not in self.choices:
-            return f"{self.name} = {value!r} is not allowed; choose one of {', '.join(map(repr, self.choices))}"
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{self.name} = {value!r} is not a finite number; give a finite {self.type}"
+        if self.choices is not None and not any(_same(value, c) for c in self.choices):
+            return f"{self.name} = {value!r} is not allowed; choose one of {_show(self.choices)}"
         if self.range is not None:
             lo, hi = self.range
             if (lo is not None and value < lo) or (hi is not None and value > hi):
@@ -102,8 +130,31 @@ class Parameter:
 
 
 @dataclass(frozen=True)
+class Rule:
+    """A ``requires:`` entry: when every ``when`` parameter has one of its values, each ``then`` parameter
+    must be set (``None`` in ``then``: not ``""``/``None``) or have one of its values."""
+
+    when: dict[str, tuple]
+    then: dict[str, tuple | None]
+    message: str = ""
+
+    def problem(self, values: Mapping[str, Any]) -> str | None:
+        """Why the (complete) parameter ``values`` break this rule, or ``None``."""
+        if not all(any(_same(values.get(n), v) for v in vs) for n, vs in self.when.items()):
+            return None
+        for name, allowed in self.then.items():
+            value = values.get(name)
+            ok = value not in (None, "") if allowed is None else any(_same(value, v) for v in allowed)
+            if not ok:
+                cond = " and ".join(f"{n}={vs[0]!r}" if len(vs) == 1 else f"{n} in ({_show(vs)})" for n, vs in self.when.items())
+                need = "must be set" if allowed is None else f"must be one of {_show(allowed)}"
+                return f"with {cond}, {name} {need} (it is {value!r})" + (f": {self.message}" if self.message else "")
+        return None
+
+
+@dataclass(frozen=True)
 class Chapter:
-    """One chapter: a notebook, its parameters and its per-profile overrides."""
+    """One chapter: a notebook, its parameters, its per-profile overrides and the rules between its parameters."""
 
     id: str
     title: str
@@ -111,6 +162,7 @@ class Chapter:
     summary: str
     parameters: dict[str, Parameter] = field(default_factory=dict)
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    requires: tuple[Rule, ...] = ()
 
     def values(self, profile: str = FULL, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The parameter values of a run: the overrides of ``profile``, then ``overrides`` (only non-defaults)."""
@@ -123,6 +175,11 @@ class Chapter:
         out = {name: p.default for name, p in self.parameters.items()}
         out.update(self.values(profile, overrides))
         return out
+
+    def rule_problems(self, profile: str = FULL, overrides: Mapping[str, Any] | None = None) -> list[str]:
+        """The ``requires:`` rules that the parameters of a run break (checked before its kernel starts)."""
+        values = self.effective(profile, overrides)
+        return [p for r in self.requires if (p := r.problem(values))]
 
 
 @dataclass(frozen=True)
@@ -142,11 +199,19 @@ class Book:
         for ch in self.chapters:
             if ch.id == chapter_id:
                 return ch
-        raise BookError(f"unknown chapter id {chapter_id!r}; the chapters are: {', '.join(c.id for c in self.chapters)}")
+        raise BookError(self.unknown_chapter(chapter_id))
+
+    def unknown_chapter(self, text: str) -> str:
+        """What to say about a chapter id that is not one (also matching a notebook's file name, e.g. ``04_mnist``)."""
+        by_file = [c.id for c in self.chapters if text in (c.notebook.name, c.notebook.stem, str(c.notebook.relative_to(self.root)))
+                   or c.notebook.stem.startswith(f"{text}_")]
+        hint = f"; the chapter of that notebook is {by_file[0]!r}" if by_file else did_you_mean(text, [c.id for c in self.chapters])
+        return f"unknown chapter id {text!r}{hint}; the chapters are: {', '.join(c.id for c in self.chapters)}"
 
     def check_profile(self, profile: str) -> None:
         if profile not in self.profiles:
-            raise BookError(f"unknown profile {profile!r}; choose one of {', '.join(self.profiles)} (declared under `profiles:` in {self.path.name})")
+            raise BookError(f"unknown profile {profile!r}{did_you_mean(profile, self.profiles)}; choose one of "
+                            f"{', '.join(self.profiles)} (declared under `profiles:` in {self.path.name})")
 
 
 def parse_value(text: str, type_name: str, *, nullable: bool = False) -> Any:
@@ -157,31 +222,65 @@ def parse_value(text: str, type_name: str, *, nullable: bool = False) -> Any:
         if type_name == "int":
             return int(text)
         if type_name == "float":
-            return float(text)
+            value = float(text)
+            if not math.isfinite(value):
+                raise BookError(f"{text!r} is not a finite number; give a finite float")
+            return value
         if type_name == "bool":
             low = text.strip().lower()
             if low in _TRUE | _FALSE:
                 return low in _TRUE
             raise ValueError(text)
+    except BookError:
+        raise
     except ValueError:
-        raise BookError(f"{text!r} is not a valid {type_name}") from None
+        kind = {"int": "a whole number", "float": "a number", "bool": "true/false, yes/no, on/off or 1/0"}[type_name]
+        raise BookError(f"{text!r} is not a valid {type_name} ({kind})") from None
     return text
 
 
 def parse_assignments(items: Iterable[str], *, lists: bool = False) -> dict[str, str | list[str]]:
     """``["bits=4", "dataset=mnist"]`` → ``{"bits": "4", ...}``; with ``lists`` split values on commas."""
     out: dict[str, Any] = {}
+    example = "V1,V2,V3" if lists else "VALUE"
     for item in items:
         name, sep, value = item.partition("=")
         name = name.strip()
         if not sep or not name:
-            raise BookError(f"-p {item!r}: write parameters as name=value (e.g. -p bits=4)")
+            raise BookError(f"-p {item!r}: write parameters as name=value (e.g. -p bits={example})")
+        if not _ASSIGNED.match(name):
+            raise BookError(f"-p {item!r}: {name!r} is not a parameter name; write name=value or chapter.name=value")
         if name in out:
             raise BookError(f"-p {name} is given twice; give each parameter once" + (" with comma-separated values" if lists else ""))
+        if not value.strip():
+            raise BookError(f"-p {item!r}: no value after '='; write e.g. -p {name}={example}, or leave it out to keep the default")
         out[name] = [v.strip() for v in value.split(",")] if lists else value
         if lists and any(v == "" for v in out[name]):
-            raise BookError(f"-p {item!r}: empty value in the list; write e.g. -p {name}=2,4,8")
+            raise BookError(f"-p {item!r}: empty value in the list; write e.g. -p {name}={example}")
     return out
+
+
+def read_notebook(path: Path | str) -> nbformat.NotebookNode:
+    """The notebook at ``path`` (as nbformat 4); ``BookError`` saying why if it cannot be read or is not a notebook."""
+    path = Path(path)
+    if path.is_dir():
+        raise BookError(f"{path} is a folder; give the path of a .ipynb notebook")
+    if not path.is_file():
+        raise BookError(f"{path} does not exist; give the path of a .ipynb notebook")
+    errors: dict[str, Exception] = {}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. MissingIDFieldWarning: noise for a notebook that is only read
+            nb = nbformat.read(path, as_version=4, capture_validation_error=errors)
+    except OSError as exc:
+        raise BookError(f"{path}: cannot read it ({exc.strerror})") from None
+    except Exception as exc:  # nbformat raises NotJSONError, UnicodeDecodeError, AttributeError, ... for a non-notebook
+        first = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        raise BookError(f"{path} is not a Jupyter notebook ({first}); give the path of a .ipynb notebook") from None
+    if "ValidationError" in errors:
+        first = str(errors["ValidationError"]).strip().splitlines()[0][:120]
+        raise BookError(f"{path} is not a valid Jupyter notebook ({first}); open and save it in JupyterLab to repair it")
+    return nb
 
 
 def notebook_parameters(path: Path) -> dict[str, tuple[Any, str]]:
@@ -195,7 +294,7 @@ def notebook_parameters(path: Path) -> dict[str, tuple[Any, str]]:
     import io
     import tokenize
 
-    nb = nbformat.read(path, as_version=4)
+    nb = read_notebook(path)
     tagged = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     if len(tagged) != 1:
         raise BookError(f"{path}: has {len(tagged)} cells tagged 'parameters'; tag exactly one (its first code cell)")
@@ -228,13 +327,20 @@ def find_book(start: Path | str | None = None) -> Path:
     raise BookError(f"no book.yml in {here} or its parents; run from the course checkout or pass --book PATH")
 
 
+def _number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
 def _parameter(where: str, name: str, spec: Any, problems: list[str]) -> Parameter | None:
+    if not name.isidentifier() or keyword.iskeyword(name):
+        problems.append(f"{where}: parameter name {name!r} is not a Python variable name; use the name from the notebook's parameters cell")
+        return None
     if not isinstance(spec, dict):
         problems.append(f"{where}: parameter {name} must be a mapping with type, default, help")
         return None
     unknown = set(spec) - {"type", "default", "help", "choices", "range", "nullable"}
     if unknown:
-        problems.append(f"{where}: parameter {name} has unknown keys {sorted(unknown)}; allowed: type, default, help, choices, range, nullable")
+        problems.append(f"{where}: parameter {name} has unknown keys {sorted(map(str, unknown))}; allowed: type, default, help, choices, range, nullable")
     type_name = spec.get("type")
     if type_name not in TYPES:
         problems.append(f"{where}: parameter {name} has type {type_name!r}; use one of {', '.join(TYPES)}")
@@ -243,29 +349,100 @@ def _parameter(where: str, name: str, spec: Any, problems: list[str]) -> Paramet
         problems.append(f"{where}: parameter {name} has no default; copy it from the notebook's parameters cell")
         return None
     choices = spec.get("choices")
-    if choices is not None and not isinstance(choices, list):
-        problems.append(f"{where}: parameter {name}: choices must be a list")
+    if choices is not None and not (isinstance(choices, list) and choices):
+        problems.append(f"{where}: parameter {name}: choices must be a non-empty list, e.g. [2, 4, 8]")
         choices = None
+    elif choices is not None and len({repr(c) for c in choices}) != len(choices):
+        problems.append(f"{where}: parameter {name}: choices list a value twice; list each once")
     rng = spec.get("range")
-    if rng is not None and not (isinstance(rng, list) and len(rng) == 2 and type_name in ("int", "float")):
-        problems.append(f"{where}: parameter {name}: range must be [lo, hi] and only for int/float parameters")
-        rng = None
+    if rng is not None:
+        if not (isinstance(rng, list) and len(rng) == 2 and type_name in ("int", "float")):
+            problems.append(f"{where}: parameter {name}: range must be [lo, hi] and only for int/float parameters")
+            rng = None
+        elif not all(x is None or _number(x) for x in rng):
+            problems.append(f"{where}: parameter {name}: range {rng} must hold two finite numbers (or null for no bound), e.g. [2, 16]")
+            rng = None
+        elif None not in rng and rng[0] > rng[1]:
+            problems.append(f"{where}: parameter {name}: range {rng} is empty (lo > hi); write [lo, hi] with lo <= hi")
+            rng = None
+    nullable = spec.get("nullable", spec["default"] is None)
+    if not isinstance(nullable, bool):
+        problems.append(f"{where}: parameter {name}: nullable must be true or false, not {nullable!r}")
+        nullable = False
     p = Parameter(
         name=name, type=type_name, default=spec["default"], help=str(spec.get("help") or ""),
         choices=tuple(choices) if choices is not None else None,
-        range=tuple(rng) if rng is not None else None,
-        nullable=bool(spec.get("nullable", spec["default"] is None)),
+        range=tuple(rng) if rng is not None else None, nullable=nullable,
     )
     if not p.help:
         problems.append(f"{where}: parameter {name} has no help text; add `help:` (one line)")
     for c in p.choices or ():
-        bad = Parameter(name, p.type, None, nullable=p.nullable).problem(c)
+        bad = Parameter(name, p.type, None, nullable=p.nullable, range=p.range).problem(c)
         if bad:
             problems.append(f"{where}: choice of {bad}")
     bad = p.problem(p.default)
     if bad:
         problems.append(f"{where}: default {bad}")
     return p
+
+
+def _values(where: str, key: str, raw: Any, params: Mapping[str, Parameter], problems: list[str]) -> dict[str, tuple] | None:
+    """``{name: (value, ...)}`` of a rule's ``if``/``then`` mapping ``{name: value or [values]}``, checked."""
+    if not isinstance(raw, dict) or not raw:
+        problems.append(f"{where}: `{key}` must be a mapping parameter -> value (or list of values), e.g. {{weights: imagenet}}")
+        return None
+    out = {}
+    for name, value in raw.items():
+        if name not in params:
+            problems.append(f"{where}: `{key}` names {name!r}, which is not a parameter of this chapter{did_you_mean(name, params)}")
+            return None
+        values = tuple(value) if isinstance(value, list) and value else (value,)
+        bad = [b for v in values if (b := params[name].problem(v))]
+        if bad:
+            problems.append(f"{where}: `{key}`: {bad[0]}")
+            return None
+        out[str(name)] = values
+    return out
+
+
+def _rules(where: str, raw: Any, params: Mapping[str, Parameter], problems: list[str]) -> tuple[Rule, ...]:
+    form = "{if: {parameter: value}, then: parameter or {parameter: [values]}, message: what to do}"
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        problems.append(f"{where}: requires must be a list of {form}")
+        return ()
+    rules = []
+    for j, r in enumerate(raw):
+        w = f"{where}: requires[{j}]"
+        if not isinstance(r, dict) or "if" not in r or "then" not in r or set(r) - {"if", "then", "message"}:
+            problems.append(f"{w}: write {form} (keys if, then and optionally message)")
+            continue
+        when = _values(w, "if", r["if"], params, problems)
+        raw_then = [r["then"]] if isinstance(r["then"], str) else r["then"]
+        then: dict[str, tuple | None] | None
+        if isinstance(raw_then, list) and raw_then and all(isinstance(n, str) for n in raw_then):
+            then = {}
+            for n in raw_then:
+                if n not in params:
+                    problems.append(f"{w}: `then` names {n!r}, which is not a parameter of this chapter{did_you_mean(n, params)}")
+                    then = None
+                    break
+                if params[n].type != "str" and not params[n].nullable:
+                    problems.append(f"{w}: `then: {n}` asks for a value to be set, which only a str or nullable parameter can miss; "
+                                    f"write then: {{{n}: [allowed values]}}")
+                    then = None
+                    break
+                then[n] = None
+        else:
+            then = _values(w, "then", raw_then, params, problems)  # type: ignore[assignment]
+        message = r.get("message", "")
+        if not isinstance(message, str):
+            problems.append(f"{w}: message must be a string")
+            continue
+        if when is not None and then is not None:
+            rules.append(Rule(when=when, then=then, message=message.strip()))
+    return tuple(rules)
 
 
 def _chapter(book_dir: Path, i: int, raw: Any, profiles: Mapping[str, str], problems: list[str], check_notebooks: bool) -> Chapter | None:
@@ -281,9 +458,9 @@ def _chapter(book_dir: Path, i: int, raw: Any, profiles: Mapping[str, str], prob
     missing = [k for k in ("title", "notebook", "summary") if not raw.get(k)]
     if missing:
         problems.append(f"{where}: missing {', '.join(missing)}")
-    unknown = set(raw) - {"id", "title", "notebook", "summary", "parameters", "profiles"}
+    unknown = set(raw) - {"id", "title", "notebook", "summary", "parameters", "profiles", "requires"}
     if unknown:
-        problems.append(f"{where}: unknown keys {sorted(unknown)}")
+        problems.append(f"{where}: unknown keys {sorted(map(str, unknown))}; allowed: id, title, notebook, summary, parameters, profiles, requires")
     params = {}
     raw_params = raw.get("parameters") or {}
     if not isinstance(raw_params, dict):
@@ -293,10 +470,14 @@ def _chapter(book_dir: Path, i: int, raw: Any, profiles: Mapping[str, str], prob
         p = _parameter(where, str(name), spec, problems)
         if p is not None:
             params[p.name] = p
-    notebook = book_dir / str(raw.get("notebook", ""))
-    if check_notebooks and raw.get("notebook"):
+    rel = raw.get("notebook")
+    notebook = book_dir / str(rel or "")
+    if rel and (not isinstance(rel, str) or not rel.endswith(".ipynb") or Path(rel).is_absolute()
+                or os.path.normpath(rel).startswith("..")):
+        problems.append(f"{where}: notebook {rel!r} must be the path of a .ipynb file inside the book's folder, relative to book.yml")
+    elif check_notebooks and rel:
         if not notebook.is_file():
-            problems.append(f"{where}: notebook {raw['notebook']} does not exist (paths are relative to book.yml); fix the path or add the notebook")
+            problems.append(f"{where}: notebook {rel} does not exist (paths are relative to book.yml); fix the path or add the notebook")
         else:
             try:
                 in_nb = notebook_parameters(notebook)
@@ -304,9 +485,9 @@ def _chapter(book_dir: Path, i: int, raw: Any, profiles: Mapping[str, str], prob
                 problems.extend(f"{where}: {p}" for p in exc.problems)
             else:
                 for name in params.keys() - in_nb.keys():
-                    problems.append(f"{where}: parameter {name} is not in the parameters cell of {raw['notebook']}; remove it from book.yml or add it to the notebook")
+                    problems.append(f"{where}: parameter {name} is not in the parameters cell of {rel}; remove it from book.yml or add it to the notebook")
                 for name in in_nb.keys() - raw_params.keys():
-                    problems.append(f"{where}: the notebook's parameter {name} = {in_nb[name][0]!r} is missing from book.yml; add it (`python -m qhelpers.book stanza {raw['notebook']}` prints an entry)")
+                    problems.append(f"{where}: the notebook's parameter {name} = {in_nb[name][0]!r} is missing from book.yml; add it (`python -m qhelpers.book stanza {rel}` prints an entry)")
                 for name in params.keys() & in_nb.keys():
                     nb_default, p = in_nb[name][0], params[name]
                     if nb_default != p.default or type(nb_default) is not type(p.default) and not (p.type == "float" and isinstance(nb_default, (int, float))):
@@ -317,8 +498,9 @@ def _chapter(book_dir: Path, i: int, raw: Any, profiles: Mapping[str, str], prob
         problems.append(f"{where}: profiles must be a mapping profile -> {{parameter: value}}")
         raw_profiles = {}
     for prof, values in raw_profiles.items():
+        values = {} if values is None else values
         if prof not in profiles:
-            problems.append(f"{where}: unknown profile {prof!r}; declare it under the top-level `profiles:` (known: {', '.join(profiles)})")
+            problems.append(f"{where}: unknown profile {prof!r}{did_you_mean(prof, profiles)}; declare it under the top-level `profiles:` (known: {', '.join(profiles)})")
             continue
         if prof == FULL and values:
             problems.append(f"{where}: profile `full` means the notebook defaults and takes no values; change the defaults instead")
@@ -328,16 +510,47 @@ def _chapter(book_dir: Path, i: int, raw: Any, profiles: Mapping[str, str], prob
             continue
         for name, value in values.items():
             if name not in params:
-                problems.append(f"{where}: profile {prof} sets {name}, which is not a parameter of this chapter")
+                problems.append(f"{where}: profile {prof} sets {name}, which is not a parameter of this chapter{did_you_mean(name, params)}")
             elif (bad := params[name].problem(value)) is not None:
                 problems.append(f"{where}: profile {prof}: {bad}")
         chapter_profiles[prof] = dict(values)
-    return Chapter(id=cid, title=str(raw.get("title", "")), notebook=notebook, summary=str(raw.get("summary", "")),
-                   parameters=params, profiles=chapter_profiles)
+    chapter = Chapter(id=cid, title=str(raw.get("title", "")), notebook=notebook, summary=str(raw.get("summary", "")),
+                      parameters=params, profiles=chapter_profiles, requires=_rules(where, raw.get("requires"), params, problems))
+    for prof in dict.fromkeys([FULL, *chapter_profiles]):
+        problems.extend(f"{where}: profile {prof}: {p}" for p in chapter.rule_problems(prof))
+    return chapter
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice in one mapping is an error (PyYAML keeps the last)."""
+
+
+def _mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            first = seen.setdefault(key, key_node.start_mark.line)
+        except TypeError:
+            continue  # an unhashable key: construct_mapping reports it
+        if first != key_node.start_mark.line:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r} (first given on line {first + 1})", key_node.start_mark)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+
+
+def _yaml_error(path: Path, exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    where = f"{path} line {mark.line + 1}, column {mark.column + 1}" if mark is not None else str(path)
+    problem = getattr(exc, "problem", None) or str(exc).strip().splitlines()[0]
+    context = getattr(exc, "context", None)
+    return f"{where}: invalid YAML: {problem}" + (f" ({context})" if context else "") + "; fix it (indentation, quotes, ':' after keys)"
 
 
 def load_book(path: Path | str | None = None, *, check_notebooks: bool | Iterable[str] = True) -> Book:
-    """Read and validate ``book.yml`` (found with :func:`find_book` when ``path`` is None).
+    """Read and validate ``book.yml`` (found with :func:`find_book` when ``path`` is None; a folder means its book.yml).
 
     With ``check_notebooks`` every notebook must exist and its ``parameters``
     cell must declare exactly the parameters of book.yml with the same defaults;
@@ -345,21 +558,34 @@ def load_book(path: Path | str | None = None, *, check_notebooks: bool | Iterabl
     """
     only = None if isinstance(check_notebooks, bool) else set(check_notebooks)
     path = Path(path) if path is not None else find_book()
+    if path.is_dir():
+        if not (path / "book.yml").is_file():
+            raise BookError(f"{path} is a folder without a book.yml; pass the path of the course's book.yml")
+        path = path / "book.yml"
     if not path.is_file():
         raise BookError(f"{path} does not exist; pass the path of the course's book.yml")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
-        raise BookError(f"{path} is not valid YAML: {exc}") from None
+        raise BookError(_yaml_error(path, exc)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BookError(f"{path}: cannot read it ({getattr(exc, 'strerror', None) or exc}); book.yml must be a readable UTF-8 text file") from None
     if not isinstance(raw, dict):
-        raise BookError(f"{path}: expected a mapping with title, profiles, chapters")
+        got = "it is empty" if raw is None else f"it holds a {type(raw).__name__}"
+        raise BookError(f"{path}: expected a mapping with title, profiles, chapters ({got}); see the schema in qhelpers/book/manifest.py")
     problems: list[str] = []
-    if not raw.get("title"):
-        problems.append("missing `title:` (the course title)")
+    unknown = set(raw) - {"title", "profiles", "chapters"}
+    if unknown:
+        problems.append(f"unknown top-level keys {sorted(map(str, unknown))}; allowed: title, profiles, chapters")
+    if not raw.get("title") or not isinstance(raw["title"], str):
+        problems.append("missing `title:` (the course title, a string)")
     profiles = raw.get("profiles") or {}
     if not isinstance(profiles, dict):
         problems.append("`profiles:` must be a mapping name -> one-line description")
         profiles = {}
+    for name in profiles:
+        if not isinstance(name, str) or not _ID.match(name):
+            problems.append(f"profile name {name!r} must be lowercase letters, digits, '-' or '_' (it names a build folder)")
     profiles = {FULL: "the notebook defaults", **{str(k): str(v) for k, v in profiles.items()}}
     raw_chapters = raw.get("chapters")
     if not isinstance(raw_chapters, list) or not raw_chapters:
@@ -374,8 +600,8 @@ def load_book(path: Path | str | None = None, *, check_notebooks: bool | Iterabl
         if any(c.id == ch.id for c in chapters):
             problems.append(f"chapter {ch.id!r}: duplicate id; each chapter needs its own id")
             continue
-        if any(c.notebook == ch.notebook for c in chapters):
-            problems.append(f"chapter {ch.id!r}: notebook {ch.notebook.name} is already used by another chapter")
+        if any(c.notebook.name == ch.notebook.name for c in chapters):
+            problems.append(f"chapter {ch.id!r}: a notebook named {ch.notebook.name} is already used by another chapter (the build folder holds them side by side)")
         chapters.append(ch)
     if problems:
         raise BookError([f"{path.name}: {p}" for p in problems])
@@ -383,16 +609,26 @@ def load_book(path: Path | str | None = None, *, check_notebooks: bool | Iterabl
 
 
 def stanza(notebook: Path | str, chapter_id: str = "", root: Path | str | None = None) -> str:
-    """A book.yml chapter entry for ``notebook``, read from its parameters cell (types and help inferred)."""
+    """A book.yml chapter entry for ``notebook``, read from its parameters cell (types and help inferred).
+
+    The notebook path is written relative to ``root`` (the folder of book.yml) when it lies inside it.
+    """
     notebook = Path(notebook)
-    rel = notebook.resolve().relative_to(Path(root).resolve()) if root else notebook
+    if chapter_id and not _ID.match(chapter_id):
+        raise BookError(f"--id {chapter_id!r}: a chapter id must be lowercase letters, digits, '-' or '_' (e.g. mnist-cnn)")
+    if notebook.suffix != ".ipynb" and not notebook.is_dir():
+        raise BookError(f"{notebook} is not a .ipynb file; give the path of a notebook")
+    found = notebook_parameters(notebook)
+    rel = notebook
+    if root is not None and Path(root).resolve() in notebook.resolve().parents:
+        rel = notebook.resolve().relative_to(Path(root).resolve())
     params = {}
-    for name, (default, help_) in notebook_parameters(notebook).items():
+    for name, (default, help_) in found.items():
         type_name = "str" if default is None else type(default).__name__
         entry: dict[str, Any] = {"type": type_name if type_name in TYPES else "str", "default": default, "help": help_ or "TODO"}
         params[name] = entry
     entry = {
-        "id": chapter_id or re.sub(r"^\d+_", "", notebook.stem).replace("_", "-"),
+        "id": chapter_id or re.sub(r"^\d+_", "", notebook.stem).replace("_", "-").lower(),
         "title": "TODO", "notebook": str(rel), "summary": "TODO",
         "parameters": params, "profiles": {"smoke": {}},
     }

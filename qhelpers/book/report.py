@@ -14,9 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-import nbformat
-
-from .manifest import Book
+from .files import build_dir, read_json, write_text
+from .manifest import Book, BookError, read_notebook
 
 __all__ = ["render_notebook", "write_report", "format_value", "page"]
 
@@ -30,7 +29,7 @@ _CSS = """
 body { font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; color: #222; line-height: 1.45; }
 table { border-collapse: collapse; margin: .5rem 0 1rem; } td, th { border: 1px solid #ccc; padding: .2rem .6rem; text-align: left; vertical-align: top; }
 th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
-.ok { color: #1a7f37; } .failed { color: #cf222e; font-weight: bold; } .muted { color: #777; }
+.ok { color: #1a7f37; } .failed, .interrupted, .running { color: #cf222e; font-weight: bold; } .muted { color: #777; }
 img { max-width: 100%; border: 1px solid #eee; margin: .3rem 0; } code { background: #f6f6f6; padding: 0 .2rem; }
 """
 
@@ -48,10 +47,9 @@ def render_notebook(notebook: Path, target: Path) -> Path:
 
     exporter = HTMLExporter(template_name="lab", extra_loaders=[jinja2.DictLoader({"offline.html.j2": _OFFLINE_TEMPLATE})],
                             template_file="offline.html.j2")
-    body, _ = exporter.from_notebook_node(nbformat.read(notebook, as_version=4))
+    body, _ = exporter.from_notebook_node(read_notebook(notebook))
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(body, encoding="utf-8")
-    return target
+    return write_text(target, body)
 
 
 def format_value(value: Any) -> str:
@@ -71,7 +69,7 @@ def format_value(value: Any) -> str:
 def _outputs(notebook: Path, folder: Path, prefix: str) -> tuple[list[Path], list[str]]:
     """The PNG figures (saved as files) and HTML tables (e.g. DataFrames) an executed notebook displays."""
     figures, tables = [], []
-    nb = nbformat.read(notebook, as_version=4)
+    nb = read_notebook(notebook)
     for cell in nb.cells:
         for o in cell.get("outputs", []):
             data = o.get("data", {})
@@ -88,35 +86,57 @@ def _outputs(notebook: Path, folder: Path, prefix: str) -> tuple[list[Path], lis
     return figures, tables
 
 
+# What a chapter's status in run.json means, for the report.
+_STATUS = {
+    "ok": "ok",
+    "failed": "failed",
+    "interrupted": "interrupted (stopped before the end; re-run it)",
+    "running": "running, or stopped without a trace (e.g. killed); no result yet",
+}
+
+
 def write_report(book: Book, profile: str, *, out: Path | None = None) -> Path:
     """Write ``index.html``, ``results.html`` and the chapters' HTML renderings for a run; returns index.html."""
-    folder = (out or book.root / "build") / profile
-    run = json.loads((folder / "run.json").read_text()) if (folder / "run.json").is_file() else {"chapters": {}}
-    results = json.loads((folder / "results.json").read_text()) if (folder / "results.json").is_file() else {}
+    folder = build_dir(book, profile, out=out, create=False)
+    if not (folder / "run.json").is_file():
+        raise BookError(f"no run of profile {profile!r} in {folder} yet; `python -m qhelpers.book run --profile {profile}` runs it (and writes the report)")
+    build_dir(book, profile, out=out)  # writable?
+    run = read_json(folder / "run.json")
+    chapters = run.get("chapters") if isinstance(run.get("chapters"), dict) else {}
+    results = read_json(folder / "results.json")
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     items, sections = [], []
     for n, ch in enumerate(book.chapters, 1):
-        info = run["chapters"].get(ch.id)
+        info = chapters.get(ch.id)
+        info = info if isinstance(info, dict) else None
         executed = folder / ch.notebook.name
         title = f"{n}. {html.escape(ch.title)}"
-        if info and executed.is_file():
-            rendered = render_notebook(executed, folder / "html" / f"{executed.stem}.html")
-            link = f"<a href=\"html/{rendered.name}\">{title}</a>"
-            status = info.get("status", "?")
-            detail = f"<span class={status}>{status}</span>"
-            if "seconds" in info:
+        readable = False
+        if info:
+            status, link, note = str(info.get("status", "?")), title, ""
+            if executed.is_file():
+                try:
+                    rendered = render_notebook(executed, folder / "html" / f"{executed.stem}.html")
+                    link, readable = f"<a href=\"html/{rendered.name}\">{title}</a>", True
+                except BookError:
+                    note = " (its executed notebook is unreadable)"
+            detail = f"<span class=\"{html.escape(status)}\">{html.escape(_STATUS.get(status, status))}</span>{note}"
+            if status == "running" and info.get("started"):
+                detail += f" since {html.escape(str(info['started']))}"
+            if isinstance(info.get("seconds"), (int, float)):
                 detail += f", {info['seconds']:.1f} s"
             if info.get("error"):
-                detail += f": {html.escape(info['error'])}"
-            if info.get("overrides"):
+                detail += f": {html.escape(str(info['error']))}"
+            if isinstance(info.get("overrides"), dict) and info["overrides"]:
                 detail += " &middot; " + html.escape(", ".join(f"{k}={v!r}" for k, v in info["overrides"].items()))
         else:
             link, detail = title, "<span class=muted>not run</span>"
         items.append(f"<li>{link} <span class=muted>({html.escape(ch.id)})</span><br>{html.escape(ch.summary)}<br><small>{detail}</small></li>")
-        if ch.id in results or (info and executed.is_file()):
-            rows = "".join(f"<tr><th>{html.escape(k)}</th><td class=num>{format_value(v)}</td></tr>" for k, v in results.get(ch.id, {}).items())
+        recorded = results.get(ch.id) if isinstance(results.get(ch.id), dict) else {}
+        if recorded or readable:
+            rows = "".join(f"<tr><th>{html.escape(k)}</th><td class=num>{format_value(v)}</td></tr>" for k, v in recorded.items())
             table = f"<table><tr><th>recorded</th><th>value</th></tr>{rows}</table>" if rows else "<p class=muted>no recorded values</p>"
-            figs, tables = _outputs(executed, folder / "figures", ch.id) if executed.is_file() else ([], [])
+            figs, tables = _outputs(executed, folder / "figures", ch.id) if readable else ([], [])
             imgs = "".join(f"<img src=\"figures/{f.name}\" alt=\"figure {i} of {html.escape(ch.id)}\"><br>" for i, f in enumerate(figs, 1))
             sections.append(f"<h2 id=\"{html.escape(ch.id)}\">{title}</h2>{table}{''.join(tables)}{imgs}")
     sweeps = sorted((folder.parent / "sweeps").glob("*/results.html"))
@@ -124,10 +144,8 @@ def write_report(book: Book, profile: str, *, out: Path | None = None) -> Path:
         links = "".join(f"<li><a href=\"../sweeps/{s.parent.name}/results.html\">{html.escape(s.parent.name)}</a></li>" for s in sweeps)
         sections.append(f"<h2>Parameter sweeps</h2><ul>{links}</ul>")
     header = f"<h1>{html.escape(book.title)}</h1><p class=muted>profile <b>{html.escape(profile)}</b> &middot; report written {stamp}</p>"
-    (folder / "results.html").write_text(page(f"{book.title}: results ({profile})",
-        header + "<p><a href=\"index.html\">&larr; chapters</a></p>" + ("".join(sections) or "<p>No chapter has run yet.</p>")), encoding="utf-8")
-    index = folder / "index.html"
-    index.write_text(page(f"{book.title} ({profile})",
+    write_text(folder / "results.html", page(f"{book.title}: results ({profile})",
+        header + "<p><a href=\"index.html\">&larr; chapters</a></p>" + ("".join(sections) or "<p>No chapter has run yet.</p>")))
+    return write_text(folder / "index.html", page(f"{book.title} ({profile})",
         header + f"<p><a href=\"results.html\">Results: recorded values and figures</a> &middot; <a href=\"results.json\">results.json</a></p>"
-        f"<h2>Chapters</h2><ol style=\"list-style:none;padding-left:0\">{''.join(items)}</ol>"), encoding="utf-8")
-    return index
+        f"<h2>Chapters</h2><ol style=\"list-style:none;padding-left:0\">{''.join(items)}</ol>"))

@@ -12,52 +12,49 @@ Layout of a run::
 from __future__ import annotations
 
 import datetime as dt
-import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from ..record import RESULTS_ENV, read_results
-from .kernel import NotebookFailed, execute_in_place, execute_papermill
-from .manifest import FULL, Book, BookError, Chapter
+from .files import build_dir, read_json, write_json
+from .kernel import Interrupted, NotebookFailed, execute_in_place, execute_papermill
+from .manifest import FULL, Book, BookError, Chapter, did_you_mean
 
 __all__ = ["plan", "run", "execute_all_in_place", "build_dir", "resolve_overrides"]
 
 
-def build_dir(book: Book, profile: str, base: Path | None = None) -> Path:
-    """``<book root>/build/<profile>`` (or ``base/<profile>``)."""
-    return (base or book.root / "build") / profile
-
-
 def resolve_overrides(chapters: Sequence[Chapter], raw: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     """Parse ``-p`` strings for each chapter: ``name=value`` applies to every chapter with that parameter,
-    ``chapter.name=value`` to that chapter only. Unknown names and bad values raise ``BookError``."""
+    ``chapter.name=value`` to that chapter only (and wins over ``name=value``). Unknown names and bad values raise ``BookError``."""
     out: dict[str, dict[str, Any]] = {c.id: {} for c in chapters}
     problems = []
     ids = {c.id: c for c in chapters}
-    for key, text in raw.items():
+    for key, text in sorted(raw.items(), key=lambda kv: "." in kv[0]):  # chapter.name after name
         cid, dot, name = key.rpartition(".")
         if dot:
             if cid not in ids:
-                problems.append(f"-p {key}: {cid!r} is not a chapter of this run (chapters: {', '.join(ids)})")
+                problems.append(f"-p {key}: {cid!r} is not a chapter of this run{did_you_mean(cid, ids)} (chapters: {', '.join(ids)})")
                 continue
             if name not in ids[cid].parameters:
-                problems.append(f"-p {key}: chapter {cid} has no parameter {name!r}; its parameters: {', '.join(ids[cid].parameters) or 'none'}")
+                problems.append(f"-p {key}: chapter {cid} has no parameter {name!r}{did_you_mean(name, ids[cid].parameters)}; "
+                                f"its parameters: {', '.join(ids[cid].parameters) or 'none'}")
                 continue
             targets = [ids[cid]]
         else:
             targets = [c for c in chapters if name in c.parameters]
         if not targets:
             known = sorted({p for c in chapters for p in c.parameters})
-            problems.append(f"-p {key}: no chapter of this run has a parameter {name!r}; known parameters: {', '.join(known) or 'none'} "
-                            "(`python -m qhelpers.book list` shows them per chapter)")
+            problems.append(f"-p {key}: no chapter of this run has a parameter {name!r}{did_you_mean(name, known)}; known parameters: "
+                            f"{', '.join(known) or 'none'} (`python -m qhelpers.book list` shows them per chapter)")
             continue
         for c in targets:
             try:
                 out[c.id][name] = c.parameters[name].parse(text)
             except BookError as exc:
-                problems.append(f"-p {key} for chapter {c.id}: {exc}; {c.parameters[name].describe()}")
+                several = " (to run several values, use `sweep`)" if "," in text and c.parameters[name].type != "str" else ""
+                problems.append(f"-p {key} for chapter {c.id}: {exc}{several}; {c.parameters[name].describe()}")
     if problems:
         raise BookError(problems)
     return out
@@ -67,19 +64,22 @@ def plan(book: Book, profile: str = FULL, only: Iterable[str] = (), params: Mapp
     """The chapters to run, in book order, with the parameter values to inject; everything is checked here."""
     book.check_profile(profile)
     only = list(only)
-    problems = [f"--only {cid}: unknown chapter id; the chapters are: {', '.join(c.id for c in book.chapters)}"
-                for cid in only if cid not in {c.id for c in book.chapters}]
+    problems = [f"--only: {book.unknown_chapter(cid)}" for cid in only if cid not in {c.id for c in book.chapters}]
     if problems:
         raise BookError(problems)
     chapters = [c for c in book.chapters if not only or c.id in only]
     overrides = resolve_overrides(chapters, params or {})
+    problems = [f"chapter {c.id}: {p}" for c in chapters for p in c.rule_problems(profile, overrides[c.id])]
+    if problems:
+        raise BookError(problems)
     return [(c, c.values(profile, overrides[c.id])) for c in chapters]
 
 
-def _update_json(path: Path, update: Callable[[dict], None]) -> None:
-    data = json.loads(path.read_text()) if path.is_file() else {}
-    update(data)
-    path.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+def _update_json(path: Path, chapter: str, value: Any, key: str | None = None) -> None:
+    """Set ``data[chapter]`` (or ``data[key][chapter]``) of the JSON object in ``path``, written atomically."""
+    data = read_json(path)
+    (data.setdefault(key, {}) if key else data)[chapter] = value
+    write_json(path, data)
 
 
 def _say(msg: str) -> None:
@@ -92,32 +92,38 @@ def run(
 ) -> dict[str, dict[str, Any]]:
     """Execute the selected chapters in order; returns ``{chapter_id: {name: value}}`` of this run.
 
-    Stops at the first failing chapter with :class:`NotebookFailed` (after
-    writing results, run.json and the report for what did run).
+    Each chapter is marked ``running`` in run.json (its old results and executed
+    notebook removed) before its kernel starts, then ``ok``, ``failed`` or
+    ``interrupted``: no report shows an earlier run's status beside a new notebook.
+    Stops at the first failing chapter with :class:`NotebookFailed`, or on Ctrl-C
+    with :class:`Interrupted` (after writing results, run.json and the report for
+    what did run).
     """
     todo = plan(book, profile, only, params)
-    outdir = build_dir(book, profile, out)
-    (outdir / "results").mkdir(parents=True, exist_ok=True)
+    outdir = build_dir(book, profile, out=out)
+    (outdir / "results").mkdir(exist_ok=True)
     run_file, results_file = outdir / "run.json", outdir / "results.json"
-
-    def start(d: dict) -> None:
-        d.update(title=book.title, profile=profile, book=str(book.path))
-        d.setdefault("chapters", {})
-
-    _update_json(run_file, start)
+    state = read_json(run_file)
+    state.update(title=book.title, profile=profile, book=str(book.path))
+    state.setdefault("chapters", {})
+    write_json(run_file, state)
+    read_json(results_file)  # a corrupt file is reported now, not after the first chapter
     collected: dict[str, dict[str, Any]] = {}
-    failure: NotebookFailed | None = None
+    failure: BaseException | None = None
     total = time.perf_counter()
     for i, (ch, values) in enumerate(todo, 1):
         shown = " ".join(f"{k}={v!r}" for k, v in values.items()) or "notebook defaults"
         _say(f"[{i}/{len(todo)}] {ch.id}: {ch.notebook.name} ({shown})")
         chapter_results = outdir / "results" / f"{ch.id}.json"
-        chapter_results.unlink(missing_ok=True)
         output = outdir / ch.notebook.name
         status: dict[str, Any] = {
             "notebook": ch.notebook.name, "parameters": ch.effective(profile, values), "overrides": values,
-            "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "status": "running",
         }
+        _update_json(run_file, ch.id, status, key="chapters")
+        _update_json(results_file, ch.id, {})
+        chapter_results.unlink(missing_ok=True)
+        output.unlink(missing_ok=True)
         began = time.perf_counter()
         try:
             seconds = execute_papermill(ch.notebook, output, values, label=f"chapter {ch.id!r} ({ch.notebook.name})",
@@ -126,17 +132,30 @@ def run(
             _say(f"      done in {seconds:.1f} s -> {output}")
         except NotebookFailed as exc:
             failure = exc
-            status.update(status="failed", seconds=round(time.perf_counter() - began, 1), error=f"cell {exc.cell}: {exc.ename}: {exc.evalue}")
+            status.update(status="failed", error=f"cell {exc.cell}: {exc.ename}: {exc.evalue}")
+        except KeyboardInterrupt as exc:
+            failure = Interrupted.wrap(exc, f"chapter {ch.id!r} was stopped after {time.perf_counter() - began:.0f} s, its kernel shut down; "
+                                            f"{run_file} marks it 'interrupted'")
+            status.update(status="interrupted")
+        except Exception as exc:  # e.g. the kernel did not start: recorded, then raised as it is
+            failure = exc
+            status.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+        if failure:
+            status["seconds"] = round(time.perf_counter() - began, 1)
         collected[ch.id] = read_results(chapter_results)
-        _update_json(results_file, lambda d: d.update({ch.id: collected[ch.id]}))
-        _update_json(run_file, lambda d: d["chapters"].update({ch.id: status}))
+        _update_json(results_file, ch.id, collected[ch.id])
+        _update_json(run_file, ch.id, status, key="chapters")
         if failure:
             break
     _say(f"{len(collected)} chapter(s) in {time.perf_counter() - total:.1f} s; results in {results_file}")
     if report:
         from .report import write_report
 
-        _say(f"report: {write_report(book, profile, out=out)}")
+        try:
+            _say(f"report: {write_report(book, profile, out=out)}")
+        except KeyboardInterrupt as exc:
+            (outdir / "index.html").unlink(missing_ok=True)  # better no report than a stale one
+            failure = failure if isinstance(failure, Interrupted) else Interrupted.wrap(exc, f"the report was not written; `report --profile {profile}` writes it")
     if failure:
         raise failure
     return collected
@@ -145,25 +164,40 @@ def run(
 def execute_all_in_place(book: Book, paths: Sequence[Path] = (), *, failed_dir: Path | None = None) -> dict[Path, float]:
     """Re-execute the committed notebooks (all of ``notebooks/`` in book order, or ``paths``) in place with their defaults.
 
-    Notebooks of the folder that book.yml does not list come last, with a note.
-    ``QHELPERS_RESULTS`` is unset so that nothing is written outside the notebook.
+    ``paths`` must be notebooks of the book's notebooks folder(s). Notebooks of the
+    folder that book.yml does not list come last, with a note. ``QHELPERS_RESULTS``
+    is unset so that nothing is written outside the notebook. An interrupted
+    notebook is left as it was.
     """
     listed = [c.notebook.resolve() for c in book.chapters]
+    folders = sorted({p.parent for p in listed}) or [(book.root / "notebooks").resolve()]
     if paths:
-        chosen = [Path(p).resolve() for p in paths]
-        missing = [str(p) for p in chosen if not p.is_file()]
-        if missing:
-            raise BookError(f"no such notebook: {', '.join(missing)}")
+        chosen, problems = [], []
+        for given in map(Path, paths):
+            p = given.resolve()
+            if p.is_dir() or not p.is_file() or p.suffix != ".ipynb":
+                problems.append(f"{given}: " + ("a folder, not a notebook" if p.is_dir() else "no such notebook") +
+                                "; give .ipynb files (`python -m qhelpers.book list` shows the chapters' notebooks), or none for all")
+            elif p.parent not in folders:
+                problems.append(f"{given} is not in the book's notebooks folder ({', '.join(str(f) for f in folders)}); "
+                                "execute-in-place only re-executes the course's notebooks")
+            chosen.append(p)
+        if problems:
+            raise BookError(problems)
         chosen.sort(key=lambda p: listed.index(p) if p in listed else len(listed))
     else:
-        folder = book.chapters[0].notebook.parent if book.chapters else book.root / "notebooks"
-        extra = sorted(p.resolve() for p in folder.glob("*.ipynb") if p.resolve() not in listed)
+        extra = sorted(p.resolve() for f in folders for p in f.glob("*.ipynb") if p.resolve() not in listed)
         for p in extra:
             print(f"note: {p.name} is not listed in {book.path.name}; executing it last", file=sys.stderr)
         chosen = [p for p in listed if p.is_file()] + extra
+    failed_dir = failed_dir or build_dir(book, "failed", create=False)
     times = {}
     for i, nb in enumerate(chosen, 1):
         _say(f"[{i}/{len(chosen)}] {nb.name}: executing in place")
-        times[nb] = execute_in_place(nb, failed_dir=failed_dir or book.root / "build" / "failed", env={RESULTS_ENV: None})
+        try:
+            times[nb] = execute_in_place(nb, failed_dir=failed_dir, env={RESULTS_ENV: None})
+        except KeyboardInterrupt as exc:
+            raise Interrupted.wrap(exc, f"{nb.name} was left as it was and its kernel shut down"
+                                        + (f"; {i - 1} notebook(s) before it were re-executed" if i > 1 else "")) from None
         _say(f"      done in {times[nb]:.1f} s")
     return times

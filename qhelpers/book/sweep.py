@@ -1,6 +1,6 @@
 """``sweep``: run one chapter over a grid of parameter values and tabulate and plot what it records.
 
-Layout under ``build/sweeps/<chapter>/``::
+Layout under ``build/sweeps/<chapter>/`` (``<--out>/sweeps/<chapter>/``)::
 
     <notebook stem>__bits=2.ipynb ...   one executed notebook per grid point
     results/<point>.json                what each point recorded
@@ -20,32 +20,44 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ..record import RESULTS_ENV, read_results
-from .kernel import NotebookFailed, execute_papermill
-from .manifest import FULL, Book, BookError, Chapter
+from .files import build_dir, write_text
+from .kernel import Interrupted, NotebookFailed, execute_papermill
+from .manifest import FULL, Book, BookError, Chapter, did_you_mean
 
 __all__ = ["grid_points", "sweep", "flatten", "write_table", "plot_sweep"]
 
 
-def grid_points(chapter: Chapter, grid: Mapping[str, Sequence[str]]) -> list[dict[str, Any]]:
-    """Every combination of the (parsed, checked) values of ``grid``, first parameter varying slowest."""
+def grid_points(chapter: Chapter, grid: Mapping[str, Sequence[str]], profile: str = FULL) -> list[dict[str, Any]]:
+    """Every combination of the (parsed, checked) values of ``grid``, first parameter varying slowest.
+
+    Each point must also keep the chapter's ``requires:`` rules (on top of ``profile``).
+    """
     problems, parsed = [], {}
-    for name, texts in grid.items():
+    for key, texts in grid.items():
+        name = key.removeprefix(f"{chapter.id}.")
         if name not in chapter.parameters:
-            problems.append(f"-p {name}: chapter {chapter.id} has no parameter {name!r}; its parameters: {', '.join(chapter.parameters) or 'none'}")
+            problems.append(f"-p {key}: chapter {chapter.id} has no parameter {name!r}{did_you_mean(name, chapter.parameters)}; "
+                            f"its parameters: {', '.join(chapter.parameters) or 'none'}")
             continue
-        values = []
+        values: list[Any] = []
         for t in texts:
             try:
-                values.append(chapter.parameters[name].parse(t))
+                value = chapter.parameters[name].parse(t)
             except BookError as exc:
-                problems.append(f"-p {name}: {exc}; {chapter.parameters[name].describe()}")
-        if len(set(map(repr, values))) != len(values):
-            problems.append(f"-p {name}: a value is repeated")
+                problems.append(f"-p {key}: {exc}; {chapter.parameters[name].describe()}")
+                continue
+            if any(repr(v) == repr(value) for v in values):
+                problems.append(f"-p {key}: the value {value!r} is given twice; list each value once")
+            values.append(value)
         parsed[name] = values
     if problems:
         raise BookError(problems)
     names = list(parsed)
-    return [dict(zip(names, combo)) for combo in itertools.product(*parsed.values())]
+    points = [dict(zip(names, combo)) for combo in itertools.product(*parsed.values())]
+    problems = list(dict.fromkeys(f"chapter {chapter.id} at {_slug(p)}: {r}" for p in points for r in chapter.rule_problems(profile, p)))
+    if problems:
+        raise BookError(problems)
+    return points
 
 
 def _slug(point: Mapping[str, Any]) -> str:
@@ -70,12 +82,12 @@ def write_table(rows: list[dict[str, Any]], folder: Path, swept: Sequence[str]):
     import pandas as pd
 
     table = pd.DataFrame(rows)
-    table.to_csv(folder / "results.csv", index=False)
+    write_text(folder / "results.csv", table.to_csv(index=False))
     def cell(v: Any) -> str:
         return "" if v is None or (isinstance(v, float) and v != v) else f"{v:.4g}" if isinstance(v, float) else str(v)
     lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
-    (folder / "results.md").write_text("\n".join(lines) + "\n")
+    write_text(folder / "results.md", "\n".join(lines) + "\n")
     return table
 
 
@@ -131,11 +143,12 @@ def sweep(
     chapter = book.chapter(chapter_id)
     if not grid:
         raise BookError(f"give the grid with -p, e.g. -p {next(iter(chapter.parameters), 'name')}=v1,v2,v3")
-    points = grid_points(chapter, grid)
-    swept = list(grid)
-    folder = (out or book.root / "build" / "sweeps") / chapter.id
-    (folder / "results").mkdir(parents=True, exist_ok=True)
+    points = grid_points(chapter, grid, profile)
+    swept = [k.removeprefix(f"{chapter.id}.") for k in grid]
+    folder = build_dir(book, "sweeps", chapter.id, out=out)
+    (folder / "results").mkdir(exist_ok=True)
     rows, failures = [], []
+    stopped: Interrupted | None = None
     start = time.perf_counter()
     for i, point in enumerate(points, 1):
         slug = _slug(point)
@@ -143,6 +156,7 @@ def sweep(
         res_file = folder / "results" / f"{slug}.json"
         res_file.unlink(missing_ok=True)
         output = folder / f"{chapter.notebook.stem}__{slug}.ipynb"
+        output.unlink(missing_ok=True)
         row: dict[str, Any] = dict(point)
         try:
             seconds = execute_papermill(chapter.notebook, output, chapter.values(profile, point),
@@ -153,28 +167,35 @@ def sweep(
             failures.append(exc)
             row.update(status="failed")
             print(f"      {exc}", flush=True)
+        except KeyboardInterrupt as exc:
+            stopped = Interrupted.wrap(exc, f"the sweep was stopped at point {i} of {len(points)} ({slug}), its kernel shut down; "
+                                            f"the table {folder / 'results.csv'} marks it 'interrupted'")
+            row.update(status="interrupted")
         for k, v in flatten(read_results(res_file)).items():
             if k in row and row[k] == v:
                 continue  # the notebook recorded a swept parameter back
             row[f"{k} (recorded)" if k in row else k] = v
         rows.append(row)
-        if failures and not keep_going:
+        if stopped or failures and not keep_going:
             break
     table = write_table(rows, folder, swept)
     fig = plot_sweep(table.drop(columns=["seconds"], errors="ignore"), swept, title=f"{chapter.id}: sweep over {', '.join(swept)}")
     img = ""
+    (folder / "results.png").unlink(missing_ok=True)
     if fig is not None:
         fig.savefig(folder / "results.png", dpi=110)
         img = "<img src=\"results.png\" alt=\"recorded values across the grid\">"
     from .report import page
 
-    (folder / "results.html").write_text(page(
+    write_text(folder / "results.html", page(
         f"{chapter.id} sweep",
         f"<h1>{html.escape(chapter.title)}: sweep</h1><p>chapter <code>{html.escape(chapter.id)}</code>, profile <b>{html.escape(profile)}</b>, "
         f"grid {html.escape(json.dumps({k: [str(v) for v in vs] for k, vs in grid.items()}))}</p>"
         + table.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="") + img,
-    ), encoding="utf-8")
+    ))
     print(f"{len(rows)} point(s) in {time.perf_counter() - start:.1f} s; table {folder / 'results.csv'}, plot {folder / 'results.png'}", flush=True)
+    if stopped:
+        raise stopped
     if failures:
         raise failures[0]
     return table

@@ -1,0 +1,92 @@
+"""Stopping a run with Ctrl-C or SIGTERM: one line, exit 130/143, the kernel shut down, nothing stale (real kernels; slow)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from book_fixtures import write_notebook
+
+pytestmark = pytest.mark.slow
+
+
+def sleepy_book(root: Path) -> Path:
+    """One chapter whose second cell writes its kernel's pid to $MARKER and sleeps ``secs`` seconds."""
+    write_notebook(root / "notebooks" / "01_sleepy.ipynb", "secs = 0  # seconds to sleep",
+                   "import os, pathlib, time\npathlib.Path(os.environ['MARKER']).write_text(str(os.getpid()))\ntime.sleep(secs)",
+                   "print('woke up')")
+    (root / "book.yml").write_text(yaml.safe_dump({"title": "Sleepy", "profiles": {"smoke": "s"}, "chapters": [{
+        "id": "sleepy", "title": "Sleepy", "notebook": "notebooks/01_sleepy.ipynb", "summary": "sleeps",
+        "parameters": {"secs": {"type": "int", "default": 0, "help": "seconds to sleep"}}}]}))
+    return root / "book.yml"
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def stop_while_sleeping(argv: list[str], marker: Path, signum: int) -> tuple[int, str, float, int]:
+    """Start the CLI, wait for the kernel's marker, send ``signum``; (exit code, stderr, seconds to stop, kernel pid)."""
+    marker.unlink(missing_ok=True)
+    env = dict(os.environ, MARKER=str(marker))
+    proc = subprocess.Popen([sys.executable, "-m", "qhelpers.book", *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (marker.is_file() and marker.read_text()):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.1)
+    sent = time.monotonic()
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=60)
+    return proc.returncode, err, time.monotonic() - sent, int(marker.read_text())
+
+
+@pytest.mark.parametrize("signum, code, name", [(signal.SIGINT, 130, "Ctrl-C"), (signal.SIGTERM, 143, "SIGTERM")])
+def test_stopped_rerun_is_marked_interrupted_and_its_kernel_shut_down(tmp_path, signum, code, name):
+    book = sleepy_book(tmp_path)
+    marker = tmp_path / "marker"
+    first = subprocess.run([sys.executable, "-m", "qhelpers.book", "--book", str(book), "run", "--no-progress"],
+                           env=dict(os.environ, MARKER=str(marker)), capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    out = tmp_path / "build" / "full"
+    assert json.loads((out / "run.json").read_text())["chapters"]["sleepy"]["status"] == "ok"
+
+    rc, err, took, kernel = stop_while_sleeping(["--book", str(book), "run", "--no-progress", "-p", "secs=120"], marker, signum)
+    assert rc == code
+    assert err.startswith(f"interrupted ({name}): chapter 'sleepy' was stopped") and err.count("\n") == 1, err
+    assert took < 60  # not after the 120 s cell
+    time.sleep(0.5)
+    assert not alive(kernel)
+    assert json.loads((out / "run.json").read_text())["chapters"]["sleepy"]["status"] == "interrupted"
+    index = (out / "index.html").read_text()
+    assert "interrupted" in index and ">ok<" not in index
+    outputs = json.dumps([c.get("outputs", []) for c in json.loads((out / "01_sleepy.ipynb").read_text())["cells"]])
+    assert "KeyboardInterrupt" in outputs and "woke up" not in outputs  # the partial notebook shows where it stopped
+
+
+def test_interrupted_execute_in_place_leaves_the_notebook_unchanged(tmp_path):
+    book = sleepy_book(tmp_path)
+    nb = tmp_path / "notebooks" / "01_sleepy.ipynb"
+    text = nb.read_text().replace("secs = 0", "secs = 120")
+    nb.write_text(text)
+    raw = yaml.safe_load(book.read_text())
+    raw["chapters"][0]["parameters"]["secs"]["default"] = 120
+    book.write_text(yaml.safe_dump(raw))
+    rc, err, took, kernel = stop_while_sleeping(["--book", str(book), "execute-in-place", str(nb)], tmp_path / "marker", signal.SIGINT)
+    assert rc == 130 and err == "interrupted (Ctrl-C): 01_sleepy.ipynb was left as it was and its kernel shut down\n"
+    assert took < 60
+    time.sleep(0.5)
+    assert not alive(kernel)
+    assert nb.read_text() == text
+    assert [p.name for p in nb.parent.iterdir()] == ["01_sleepy.ipynb"]
