@@ -262,5 +262,10 @@ def execute_in_place(notebook: Path, *, failed_dir: Path, env: Mapping[str, str 
             exc.ename, exc.evalue, cell.source if cell else "", partial,
         ) from None
     seconds = time.perf_counter() - start
+    # Merge each cell's stream pieces and keep only what a terminal would show after each carriage return: a
+    # progress bar is committed as its final line, not as hundreds of redraws.
+    from nbconvert.preprocessors import CoalesceStreamsPreprocessor
+
+    CoalesceStreamsPreprocessor().preprocess(nb, {})
     write_text(notebook, nbformat.writes(nb))  # atomic: an interrupt never leaves a half-written committed notebook
     return seconds
