@@ -159,6 +159,9 @@ def kernel_isa() -> dict[str, str]:
     f = cpu_features()
     klass = "AVX2" if saturates else ("VNNI" if f["vnni"] or f["amx"] else "other")
     onednn = onednn_isa()
+    dot = onednn_int8_dot()
+    if dot is not None:
+        onednn = f"{onednn}, " + ("INT8 dot products" if dot else "no INT8 dot products: 16-bit pair sums")
     mkl_cap = os.environ.get("MKL_ENABLE_INSTRUCTIONS")
     return {
         "class": klass,
