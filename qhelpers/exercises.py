@@ -170,10 +170,14 @@ def check_skip_last_linear(fn: Callable[[nn.Module], nn.Module], model: nn.Modul
         return Feedback(False, f"these Linear layers are still float: {float_ones}; quantize every Linear but the last")
     with torch.inference_mode():
         got = result.eval()(example)
-    err_max = float((got.float() - expected.float()).abs().max())
-    tol = 0.1 * float(expected.abs().max()) + 1e-6
-    if err_max > tol:
-        return Feedback(False, f"the outputs moved by up to {err_max:.3g} (more than 10 % of their largest value): is the right model converted?")
+    if got.shape != expected.shape:
+        return Feedback(False, f"the converted model returns shape {tuple(got.shape)}, the original {tuple(expected.shape)}")
+    # Judged by the predicted class, not by the largest deviation: on a CPU without INT8 dot products torchao's
+    # dynamic INT8 can saturate a few products (chapter 01), which moves some logits a lot but few predictions.
+    agree = float((got.argmax(-1) == expected.argmax(-1)).float().mean())
+    if agree < 0.9:
+        return Feedback(False, f"the converted model predicts the original's class on only {agree:.0%} of the example "
+                               "(expected at least 90 %): is the right model converted?")
     return Feedback(True, f"{len(names) - 1} Linear layer(s) quantized, {last!r} kept in float, the original untouched")
 
 
