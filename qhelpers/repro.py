@@ -50,8 +50,10 @@ def setup(seed: int = 0, threads: int = 2, engine: str = "x86", quiet_deprecatio
         warnings.filterwarnings("ignore", message=r".*quantized tensor creation functions.*deprecated.*")
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.ao\.quantization.*")
         # Known noise that tells a learner nothing: observers built with reduce_range (as every x86 recipe is),
+        # inductor's own oneDNN lowering copying a tensor the discouraged way,
         # torchao registering an Enum with torch.compile, inductor noting that there is no CUDA.
         warnings.filterwarnings("ignore", message=r".*reduce_range will be deprecated.*")
+        warnings.filterwarnings("ignore", message=r"To copy construct from a tensor", module=r"torch\._inductor.*")
         logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
         logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     return f"torch {torch.__version__.split('+')[0]} | seed {seed} | {threads} threads | quantized engine {engine}"
