@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 import torch
 from torch import nn
+from .checks import check_int
 
 __all__ = [
     "state_dict_bytes", "file_breakdown", "stored_tensors", "element_bytes", "payload_bytes", "count_by_dtype", "Latency", "latency", "latency_grid", "compile_for_cpu", "compare",
@@ -33,19 +34,11 @@ def _check_module(model: object, what: str = "model") -> nn.Module:
     return model
 
 
-def _check_int(name: str, value: object, lo: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name}={value!r} must be an int, not {type(value).__name__}")
-    if value < lo:
-        raise ValueError(f"{name}={value} must be at least {lo}")
-    return int(value)
-
-
 def _check_timing(repeats: object, warmup: object, threads: object, min_time_s: object) -> None:
     """The settings of :func:`latency`: counts are ints (repeats and threads at least 1), the time a finite number >= 0."""
-    _check_int("repeats", repeats, 1)
-    _check_int("warmup", warmup, 0)
-    _check_int("threads", threads, 1)
+    check_int("repeats", repeats, 1)
+    check_int("warmup", warmup, 0)
+    check_int("threads", threads, 1)
     if isinstance(min_time_s, bool) or not isinstance(min_time_s, numbers.Real):
         raise TypeError(f"min_time_s={min_time_s!r} must be a number of seconds, not {type(min_time_s).__name__}")
     if not (math.isfinite(min_time_s) and min_time_s >= 0):

@@ -48,6 +48,7 @@ from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 from torchvision import datasets
 
 from .record import atomic_open
+from .checks import check_int
 
 __all__ = [
     "DATASETS",
@@ -115,17 +116,8 @@ def _check_name(name: str) -> type[datasets.MNIST]:
     return DATASETS[name]
 
 
-def _check_int(name: str, value: object, lo: int, hi: int | None = None) -> int:
-    """``value`` as an int if it is one (not a bool, not a float) with ``lo <= value <= hi``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name}={value!r} must be an int, not {type(value).__name__}")
-    if value < lo or (hi is not None and value > hi):
-        raise ValueError(f"{name}={value} must be " + (f"at least {lo}" if hi is None else f"between {lo} and {hi}"))
-    return int(value)
-
-
 def _check_seed(seed: object) -> int:
-    return _check_int("seed", seed, 0, SEED_MAX)
+    return check_int("seed", seed, 0, SEED_MAX)
 
 
 def _check_bool(name: str, value: object, meaning: str = "") -> bool:
@@ -458,7 +450,7 @@ def split(dataset: Dataset, val_size: int, seed: int) -> tuple[Subset, Subset]:
     n = len(dataset)  # type: ignore[arg-type]
     if n == 0:
         raise ValueError("the dataset is empty: there is nothing to split")
-    val_size = _check_int("val_size", val_size, 0, n - 1)
+    val_size = check_int("val_size", val_size, 0, n - 1)
     seed = _check_seed(seed)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
     return Subset(dataset, perm[val_size:]), Subset(dataset, perm[:val_size])
@@ -491,11 +483,11 @@ def loaders(
     any data is read.
     """
     _check_name(name)
-    batch_size = _check_int("batch_size", batch_size, 1)
-    eval_batch_size = _check_int("eval_batch_size", eval_batch_size, 1)
-    val_size = _check_int("val_size", val_size, 0)
+    batch_size = check_int("batch_size", batch_size, 1)
+    eval_batch_size = check_int("eval_batch_size", eval_batch_size, 1)
+    val_size = check_int("val_size", val_size, 0)
     if subset is not None:
-        subset = _check_int("subset", subset, 1)
+        subset = check_int("subset", subset, 1)
     seed = _check_seed(seed)
     full = load(name, train=True, root=root)
     train, val = split(full, val_size, seed)
@@ -517,7 +509,7 @@ def calibration_loader(loader: DataLoader, num_batches: int) -> list[torch.Tenso
     """The first ``num_batches`` input batches of ``loader`` (of ``(images, labels)`` or bare images), for calibrating observers."""
     if isinstance(num_batches, numbers.Integral) and not isinstance(num_batches, bool) and num_batches < 1:
         raise ValueError(f"num_batches={num_batches}: calibration needs at least one batch")
-    num_batches = _check_int("num_batches", num_batches, 1)
+    num_batches = check_int("num_batches", num_batches, 1)
     if not hasattr(loader, "__iter__"):
         raise TypeError(f"loader must yield batches of (images, labels), e.g. a DataLoader; got {type(loader).__name__}")
     batches = []

@@ -42,6 +42,7 @@ from .bench import _is_subclass, element_bytes, stored_tensors
 from . import data as qdata
 from .flows import check_float_model
 from .train import History, TrainConfig, train_or_load
+from .checks import check_int
 
 __all__ = [
     "FORMATS",
@@ -91,14 +92,6 @@ def _check_models(models: object) -> Mapping[str, nn.Module]:
         _check_module(model, f"models[{name!r}]")
         check_float_model(model, f"models[{name!r}]")
     return models
-
-
-def _check_int(name: str, value: object, lo: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name}={value!r} must be an int, not {type(value).__name__}")
-    if value < lo:
-        raise ValueError(f"{name}={value} must be at least {lo}")
-    return int(value)
 
 
 def _check_float_dtype(dtype: object, what: str = "dtype") -> torch.dtype:
@@ -196,8 +189,8 @@ def matmul_latency(n: int = 512, *, repeats: int = 30, threads: int = 2) -> dict
         raise TypeError(f"n={n!r} must be an int, not {type(n).__name__}")
     if n < 16 or n % 8:
         raise ValueError(f"n={n}: use a multiple of 8, at least 16 (torch._int_mm needs it)")
-    _check_int("repeats", repeats, 1)
-    _check_int("threads", threads, 1)
+    check_int("repeats", repeats, 1)
+    check_int("threads", threads, 1)
     g = torch.Generator().manual_seed(0)
     a = torch.randn(n, n, generator=g)
     b = torch.randn(n, n, generator=g)
@@ -224,8 +217,8 @@ class MLP(nn.Module):
             raise TypeError(f"hidden must be a tuple of layer widths, e.g. (512, 256), not {type(hidden).__name__} {hidden!r}")
         hidden = tuple(hidden)
         for i, h in enumerate(hidden):
-            _check_int(f"hidden[{i}]", h, 1)
-        _check_int("num_classes", num_classes, 1)
+            check_int(f"hidden[{i}]", h, 1)
+        check_int("num_classes", num_classes, 1)
         layers: list[nn.Module] = [nn.Flatten()]
         width = 28 * 28
         for h in hidden:

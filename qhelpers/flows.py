@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from torch.ao.quantization import QConfig
 
 from .train import progress
+from .checks import check_int
 
 __all__ = [
     "calibrate", "per_tensor_qconfig", "ptq_eager", "ptq_fx", "ptq_pt2e", "views_as_reshapes", "graph_tensors",
@@ -63,14 +64,6 @@ def _check_flag(name: str, value: object) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{name}={value!r} must be True or False, not {type(value).__name__}")
     return value
-
-
-def _check_int(name: str, value: object, lo: int, hi: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name}={value!r} must be an int, not {type(value).__name__}")
-    if value < lo or (hi is not None and value > hi):
-        raise ValueError(f"{name}={value} must be " + (f"at least {lo}" if hi is None else f"between {lo} and {hi}"))
-    return int(value)
 
 
 def _check_module(model: object, what: str = "model") -> nn.Module:
@@ -472,10 +465,10 @@ def calibration_set(data, num_batches: int, *, seed: int = 0, batch_size: int | 
 
     if not isinstance(getattr(data, "train", None), DataLoader):
         raise TypeError(f"data must be a qhelpers.data.Loaders (e.g. qhelpers.data.loaders('mnist')), not {_kind(data)}")
-    _check_int("num_batches", num_batches, 1)
-    _check_int("seed", seed, 0, SEED_MAX)
+    check_int("num_batches", num_batches, 1)
+    check_int("seed", seed, 0, SEED_MAX)
     if batch_size is not None:
-        _check_int("batch_size", batch_size, 1)
+        check_int("batch_size", batch_size, 1)
     loader = DataLoader(
         data.train.dataset,
         batch_size=batch_size or data.train.batch_size,

@@ -38,6 +38,7 @@ from torchvision import models as tv_models
 from . import data as qdata
 from .models import resnet18_imagenet, resnet18_mnist
 from .train import History, TrainConfig, train_or_load
+from .checks import check_int
 
 __all__ = [
     "WEIGHTS",
@@ -62,13 +63,6 @@ _SYNSET = re.compile(r"^n\d{8}$")  # WordNet ids, the ImageNet folder names: n01
 
 
 # --- argument checks ------------------------------------------------------------------------------
-
-def _check_int(name: str, value: object, lo: int, hi: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name}={value!r} must be an int, not {type(value).__name__}")
-    if value < lo or (hi is not None and value > hi):
-        raise ValueError(f"{name}={value} must be " + (f"at least {lo}" if hi is None else f"between {lo} and {hi}"))
-    return int(value)
 
 
 def _check_flag(name: str, value: object) -> bool:
@@ -199,11 +193,11 @@ def imagenet_loaders(
     the observers, ``test`` the rest (at most ``limit`` images). No image is
     used for both. ``dataset`` is ``"imagenet"``.
     """
-    _check_int("calibration_images", calibration_images, 1)
-    _check_int("batch_size", batch_size, 1)
+    check_int("calibration_images", calibration_images, 1)
+    check_int("batch_size", batch_size, 1)
     if limit is not None:
-        _check_int("limit", limit, 1)
-    _check_int("seed", seed, 0, SEED_MAX)
+        check_int("limit", limit, 1)
+    check_int("seed", seed, 0, SEED_MAX)
     folder = image_folder(root)
     n = len(folder)
     if not 0 < calibration_images < n:
@@ -271,15 +265,15 @@ class ResNetSetup:
             raise TypeError(f"num_batches={num_batches!r} must be an int, not {type(num_batches).__name__}")
         if num_batches < 1:
             raise ValueError(f"num_batches={num_batches}: calibration needs at least one batch")
-        _check_int("batch_size", batch_size, 1)
-        _check_int("seed", seed, 0, SEED_MAX)
+        check_int("batch_size", batch_size, 1)
+        check_int("seed", seed, 0, SEED_MAX)
         g = torch.Generator().manual_seed(seed)
         loader = DataLoader(self.data.train.dataset, batch_size=batch_size, shuffle=True, generator=g)
         return qdata.calibration_loader(loader, num_batches)
 
     def example(self, batch: int = 1) -> torch.Tensor:
         """A random input batch of the model's shape, e.g. for latency: (batch, C, H, W)."""
-        _check_int("batch", batch, 1)
+        check_int("batch", batch, 1)
         g = torch.Generator().manual_seed(batch)
         return torch.randn(batch, self.channels, self.resolution, self.resolution, generator=g)
 
@@ -308,9 +302,9 @@ def resnet18_with_data(
         raise ValueError(f"weights={weights!r}: choose 'none' (train on {dataset}) or 'imagenet'")
     if imagenet_dir is not None and imagenet_dir != "":
         _check_folder_arg(imagenet_dir)
-    _check_int("calibration_images", calibration_images, 1)
+    check_int("calibration_images", calibration_images, 1)
     if eval_limit is not None:
-        _check_int("eval_limit", eval_limit, 1)
+        check_int("eval_limit", eval_limit, 1)
     if weights == "imagenet":
         if not imagenet_dir:
             raise ValueError("weights='imagenet' needs imagenet_dir: a folder in ImageFolder layout to evaluate on")

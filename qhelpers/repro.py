@@ -9,18 +9,11 @@ import warnings
 
 import numpy as np
 import torch
+from .checks import check_int
 
 __all__ = ["setup"]
 
 SEED_MAX = 2**32 - 1  # NumPy's limit, so that one seed works for every library
-
-
-def _check_int(name: str, value: object, lo: int, hi: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name}={value!r} must be an int, not {type(value).__name__}")
-    if value < lo or (hi is not None and value > hi):
-        raise ValueError(f"{name}={value} must be " + (f"at least {lo}" if hi is None else f"between {lo} and {hi}"))
-    return int(value)
 
 
 def setup(seed: int = 0, threads: int = 2, engine: str = "x86", quiet_deprecations: bool = True) -> str:
@@ -33,8 +26,8 @@ def setup(seed: int = 0, threads: int = 2, engine: str = "x86", quiet_deprecatio
     Returns a one-line summary to print. Every argument is checked before
     anything is set, so a bad one changes nothing.
     """
-    seed = _check_int("seed", seed, 0, SEED_MAX)
-    threads = _check_int("threads", threads, 1)
+    seed = check_int("seed", seed, 0, SEED_MAX)
+    threads = check_int("threads", threads, 1)
     if not isinstance(quiet_deprecations, bool):
         raise TypeError(f"quiet_deprecations={quiet_deprecations!r} must be True or False, "
                         f"not {type(quiet_deprecations).__name__}")

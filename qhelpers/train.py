@@ -29,7 +29,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.std import tqdm
 
-from .data import Loaders, _check_int, _check_seed, data_dir
+from .checks import check_int
+from .data import Loaders, _check_seed, data_dir
 from .record import atomic_open
 
 __all__ = [
@@ -103,14 +104,14 @@ class TrainConfig:
             if not isinstance(value, str) or not _NAME.fullmatch(value):
                 raise ValueError(f"TrainConfig {name}={value!r} must be a non-empty name of letters, digits and "
                                  "'_.+-' (it becomes part of the checkpoint's file name)")
-        _check_int("epochs", self.epochs, 1)
+        check_int("epochs", self.epochs, 1)
         _check_float("lr", self.lr, 0.0, None, low_open=True)
         _check_float("momentum", self.momentum, 0.0, 1.0, high_open=True)
         _check_float("weight_decay", self.weight_decay, 0.0, None)
-        _check_int("batch_size", self.batch_size, 1)
+        check_int("batch_size", self.batch_size, 1)
         if self.subset is not None:
-            _check_int("subset", self.subset, 1)
-        _check_int("val_size", self.val_size, 0)
+            check_int("subset", self.subset, 1)
+        check_int("val_size", self.val_size, 0)
         _check_seed(self.seed)
         if not isinstance(self.extra, tuple) or not all(
             isinstance(kv, tuple) and len(kv) == 2 and isinstance(kv[0], str) for kv in self.extra
@@ -197,7 +198,7 @@ def evaluate(model: nn.Module, loader: DataLoader | Iterable, num_classes: int |
     ``num_classes``, when given, must match the width of the model's output.
     """
     if num_classes is not None:
-        _check_int("num_classes", num_classes, 1)
+        check_int("num_classes", num_classes, 1)
     logits, pred, y = predict(model, loader)
     n = logits.shape[1]
     if num_classes is not None and num_classes != n:
@@ -229,7 +230,7 @@ def fit(
     (before that step changes the weights).
     """
     _check_model(model)
-    epochs = _check_int("epochs", epochs, 1)
+    epochs = check_int("epochs", epochs, 1)
     lr = _check_float("lr", lr, 0.0, None, low_open=True)
     momentum = _check_float("momentum", momentum, 0.0, 1.0, high_open=True)
     weight_decay = _check_float("weight_decay", weight_decay, 0.0, None)

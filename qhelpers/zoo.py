@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from . import data as qdata
+from .checks import check_int
 from .models import SimpleCNN
 from .train import History, TrainConfig, train_or_load
 
@@ -29,7 +30,7 @@ def trained_simple_cnn(
     if not isinstance(dataset, str) or dataset not in qdata.DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; choose one of {sorted(qdata.DATASETS)}")
     if train_subset is not None:
-        qdata._check_int("train_subset", train_subset, 1)
+        check_int("train_subset", train_subset, 1)
     config = TrainConfig(
         model="simple_cnn", dataset=dataset, epochs=epochs, lr=lr, batch_size=batch_size, subset=train_subset, seed=seed
     )
