@@ -24,6 +24,16 @@ md5 of the *unpacked* data, recorded below once for both data sets: the same
 for torchvision's files and Debian's recompressed ones) whenever the file is
 new or its size or mtime changed since the last check; the checks passed are
 kept in ``<data>/<DataSet>/.qhelpers-verified.json``.
+
+**Tiny Shakespeare** (``tinyshakespeare``, character-level language modelling:
+one text file, ``<data>/tinyshakespeare/input.txt``) comes from the same places
+in the same order: the data folder, the mirror (``<mirror>/tinyshakespeare/
+input.txt``), then a download from char-rnn's repository (:data:`TEXTS` holds
+the URL, size and sha256). Every source is checked against the size and sha256,
+staged and moved into place only when it checks out; an installed file is
+checked for its size on every load and its sha256 whenever its size or mtime
+changed. :func:`load_text` returns the text, :func:`char_splits` the
+character vocabulary and nanoGPT's 90/10 train/validation split.
 """
 
 from __future__ import annotations
@@ -38,6 +48,7 @@ import shutil
 import struct
 import sys
 import tempfile
+import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +73,13 @@ __all__ = [
     "loaders",
     "calibration_loader",
     "SEED_MAX",
+    "TEXTS",
+    "TextSource",
+    "resolve_text",
+    "load_text",
+    "CharVocab",
+    "TextSplits",
+    "char_splits",
 ]
 
 DATASETS: dict[str, type[datasets.MNIST]] = {
@@ -526,20 +544,244 @@ def calibration_loader(loader: DataLoader, num_batches: int) -> list[torch.Tenso
     return batches
 
 
+# ---------------------------------------------------------------- Tiny Shakespeare (one text file)
+
+
+@dataclass(frozen=True)
+class TextSource:
+    """A text data set: its file under ``<data>/<folder>/``, expected size and sha256, and where to download it."""
+
+    folder: str
+    file: str
+    size: int
+    sha256: str
+    url: str
+
+
+TEXTS: dict[str, TextSource] = {
+    "tinyshakespeare": TextSource(
+        folder="tinyshakespeare",
+        file="input.txt",
+        size=1_115_394,
+        sha256="86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
+        url="https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
+    ),
+}
+
+
+def _check_text_name(name: object) -> TextSource:
+    if not isinstance(name, str) or name not in TEXTS:
+        raise ValueError(f"unknown text data set {name!r}; choose one of {sorted(TEXTS)}")
+    return TEXTS[name]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _check_text_file(path: Path, src: TextSource, label: str, *, checksum: bool = True) -> None:
+    """Size always, sha256 if ``checksum``: a :class:`CorruptDataError` naming ``label`` otherwise."""
+    got = path.stat().st_size
+    if got != src.size:
+        raise CorruptDataError(f"{label}: {got} bytes, expected {src.size}: the file is "
+                               f"{'truncated' if got < src.size else 'too long'} or not the original")
+    if checksum:
+        digest = _sha256(path)
+        if digest != src.sha256:
+            raise CorruptDataError(f"{label}: sha256 {digest} does not match the data set's {src.sha256}")
+
+
+def _verify_text(path: Path, src: TextSource, name: str) -> None:
+    """An installed text file: size on every load, sha256 when it is new or its size or mtime changed."""
+    stamp_path = path.parent / _STAMP
+    stamp = _read_stamp(stamp_path)
+    st = path.stat()
+    recorded = [st.st_size, st.st_mtime_ns, src.sha256]
+    try:
+        _check_text_file(path, src, str(path), checksum=stamp.get(path.name) != recorded)
+    except CorruptDataError as exc:
+        raise CorruptDataError(
+            f"{exc}. The installed file is damaged: delete it and run `python -m qhelpers.data {name}` to install it again."
+        ) from None
+    if stamp.get(path.name) != recorded:
+        try:
+            with atomic_open(stamp_path) as fh:
+                json.dump({path.name: recorded}, fh, indent=1, sort_keys=True)
+        except OSError:
+            pass  # a read-only data folder: the checksum is recomputed on each load
+
+
+def _download(url: str, dest: Path, timeout: float = 60.0) -> None:
+    with urllib.request.urlopen(url, timeout=timeout) as response, open(dest, "wb") as out:  # noqa: S310 - a fixed https URL
+        shutil.copyfileobj(response, out)
+
+
+def resolve_text(
+    name: str = "tinyshakespeare",
+    root: Path | str | None = None,
+    *,
+    mirror: Path | str | None = None,
+    allow_download: bool = True,
+) -> Path:
+    """The path of the verified text file of ``name``, installed into the data folder if needed.
+
+    Sources, in order: the data folder (``<root>/<folder>/<file>``), the mirror
+    (``mirror``, else ``$QHELPERS_DATA_MIRROR``, same layout), the download URL.
+    A source whose file fails the size or sha256 check raises
+    :class:`CorruptDataError` (naming it and what to do); when no source has
+    the file, :class:`DataUnavailableError` lists every place tried. Nothing is
+    left half-written: the file is staged beside the data folder's contents and
+    moved into place only once it checks out.
+    """
+    src = _check_text_name(name)
+    root = _as_path("root", root) if root is not None else data_dir()
+    mirror = _as_path("mirror", mirror) if mirror is not None else None
+    _check_bool("allow_download", allow_download)
+    dest = root / src.folder / src.file
+    if dest.is_file():
+        _verify_text(dest, src, name)
+        return dest
+    if mirror is None and os.environ.get("QHELPERS_DATA_MIRROR"):
+        mirror = Path(os.environ["QHELPERS_DATA_MIRROR"])
+    tried = [f"data folder {dest}: not there yet"]
+    if root.exists() and not root.is_dir():
+        raise DataUnavailableError(f"the data folder {root} is a file, not a folder; {_USE_ANOTHER}")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with _locked(root) as held:
+            if held:
+                _remove_stale_staging(root)
+            if dest.is_file():  # installed by another process while we waited
+                _verify_text(dest, src, name)
+                return dest
+            with tempfile.TemporaryDirectory(prefix=".staging-", dir=root) as tmp:
+                staged = Path(tmp) / src.file
+                for kind in ("mirror", "download"):
+                    if kind == "mirror":
+                        if mirror is None:
+                            tried.append("offline mirror: QHELPERS_DATA_MIRROR is not set")
+                            continue
+                        origin = mirror / src.folder / src.file
+                        label = f"offline mirror {origin} (QHELPERS_DATA_MIRROR)"
+                        if not origin.is_file():
+                            tried.append(f"{label}: FileNotFoundError: {origin} is missing")
+                            continue
+                        shutil.copyfile(origin, staged)
+                    else:
+                        label = f"download from {src.url}"
+                        if not allow_download:
+                            tried.append(label + " (disabled)")
+                            continue
+                        try:
+                            _download(src.url, staged)
+                        except Exception as exc:  # noqa: BLE001 - offline, refused, timed out: reported below
+                            tried.append(f"{label}: {type(exc).__name__}: {exc}")
+                            staged.unlink(missing_ok=True)
+                            continue
+                        origin = src.url
+                    try:
+                        _check_text_file(staged, src, str(origin))
+                    except CorruptDataError as exc:
+                        raise CorruptDataError(f"{exc}. {_REPLACE[kind]}") from None
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(staged, dest)
+                    _verify_text(dest, src, name)  # records the stamp
+                    return dest
+    except OSError as exc:
+        raise DataUnavailableError(
+            f"the data folder {root} cannot be written ({exc.strerror or exc}: {exc.filename or root}); {_USE_ANOTHER}"
+        ) from exc
+    how = (f"copy {src.file} ({src.size:,} bytes, sha256 {src.sha256}) to {dest}, point QHELPERS_DATA_MIRROR at a "
+           f"folder holding {src.folder}/{src.file}, or connect to the internet for the download")
+    raise DataUnavailableError(f"{name} is not available. Tried, in order:\n  - " + "\n  - ".join(tried) + f"\nTo fix: {how}.")
+
+
+def load_text(name: str = "tinyshakespeare", root: Path | str | None = None) -> str:
+    """The whole text of ``name`` (verified by :func:`resolve_text`), decoded as UTF-8."""
+    return resolve_text(name, root).read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class CharVocab:
+    """A character-level vocabulary: token ``i`` is the character ``chars[i]`` (sorted, as nanoGPT's)."""
+
+    chars: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.chars, str) or not self.chars or len(set(self.chars)) != len(self.chars):
+            raise ValueError("chars must be a non-empty string of distinct characters")
+
+    @classmethod
+    def from_text(cls, text: str) -> CharVocab:
+        """The sorted set of the characters of ``text``."""
+        if not isinstance(text, str) or not text:
+            raise ValueError("text must be a non-empty string")
+        return cls("".join(sorted(set(text))))
+
+    def __len__(self) -> int:
+        return len(self.chars)
+
+    def encode(self, text: str) -> torch.Tensor:
+        """``text`` as a 1-D int64 tensor of token ids; a character outside the vocabulary is a ValueError."""
+        index = {c: i for i, c in enumerate(self.chars)}
+        try:
+            return torch.tensor([index[c] for c in text], dtype=torch.long)
+        except KeyError as exc:
+            raise ValueError(f"character {exc.args[0]!r} is not in the vocabulary of {len(self)} characters") from None
+
+    def decode(self, ids: torch.Tensor | list[int]) -> str:
+        """The text of token ids (a tensor or a list)."""
+        values = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
+        if any(not 0 <= i < len(self.chars) for i in values):
+            raise ValueError(f"token ids must lie in 0..{len(self.chars) - 1}")
+        return "".join(self.chars[i] for i in values)
+
+
+@dataclass(frozen=True)
+class TextSplits:
+    """A character data set ready for a language model: its vocabulary and the token ids of each split."""
+
+    vocab: CharVocab
+    train: torch.Tensor
+    val: torch.Tensor
+    name: str
+
+
+def char_splits(name: str = "tinyshakespeare", val_fraction: float = 0.1, root: Path | str | None = None) -> TextSplits:
+    """nanoGPT's split of a text: the first ``1 - val_fraction`` of the characters train, the rest validate.
+
+    The split is fixed (no seed): contiguous, so that no validation window
+    overlaps a training window, as a random split of overlapping windows would.
+    """
+    _check_text_name(name)
+    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction={val_fraction!r} must be a number strictly between 0 and 1")
+    text = load_text(name, root)
+    vocab = CharVocab.from_text(text)
+    ids = vocab.encode(text)
+    n = int(len(ids) * (1 - val_fraction))
+    return TextSplits(vocab, ids[:n], ids[n:], name)
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m qhelpers.data NAME...``: resolve data sets into the data folder, or say why not."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m qhelpers.data", description=main.__doc__)
-    parser.add_argument("names", nargs="+", choices=sorted(DATASETS), metavar="NAME", help=f"one of {sorted(DATASETS)}")
+    names = sorted(DATASETS) + sorted(TEXTS)
+    parser.add_argument("names", nargs="+", choices=names, metavar="NAME", help=f"one of {names}")
     args = parser.parse_args(argv)
     for name in args.names:
         try:
-            root = resolve(name)
+            where = resolve_text(name) if name in TEXTS else _raw_dir(resolve(name), DATASETS[name])
         except (DataUnavailableError, CorruptDataError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
-        print(f"{name}: ready in {_raw_dir(root, DATASETS[name])}")
+        print(f"{name}: ready in {where}")
     return 0
 
 

@@ -9,12 +9,14 @@ setup is wrong (a model already quantized, an example the model cannot run on).
 
 - chapter 01: :func:`check_quantize` (write the affine quantize step);
 - chapter 02: :func:`check_skip_last_linear` (quantize every Linear but the last);
-- chapter 03: :func:`check_fake_quant_ste` (fake quantization with a straight-through gradient).
+- chapter 03: :func:`check_fake_quant_ste` (fake quantization with a straight-through gradient);
+- chapter 06: :func:`check_pack_int4` (two 4-bit codes per byte, and back).
 """
 
 from __future__ import annotations
 
 import copy
+import sys
 from dataclasses import dataclass
 from typing import Callable
 
@@ -23,7 +25,7 @@ from torch import nn
 
 from .flows import check_float_model
 
-__all__ = ["Feedback", "check_quantize", "check_skip_last_linear", "check_fake_quant_ste"]
+__all__ = ["Feedback", "check_quantize", "check_skip_last_linear", "check_fake_quant_ste", "check_pack_int4"]
 
 
 @dataclass(frozen=True)
@@ -225,3 +227,134 @@ def check_fake_quant_ste(fn: Callable) -> Feedback:
             return Feedback(False, f"the gradient is 1 everywhere, also for the {int(clipped.sum())} clipped values: multiply it by the inside-the-range mask")
         return Feedback(False, "the gradient should be exactly 1 inside the clipping range and 0 outside")
     return Feedback(True, "forward matches torch.fake_quantize_per_tensor_affine, gradient is the clipped straight-through estimator")
+
+
+# --- chapter 06: bit packing ------------------------------------------------------------------------
+
+
+def _packer_files() -> dict[str, str]:
+    """The source files of the packers a solution must not call, by the prefix to report with a function's name."""
+    from . import packing
+
+    files = {packing.__file__: "qhelpers.packing."}
+    try:
+        from torchao.prototype.dtypes.uintx import bitpacking
+    except ImportError:  # pragma: no cover - torchao is pinned
+        return files
+    files[bitpacking.__file__] = "torchao's bitpacking."
+    return files
+
+
+class _Forbidden(Exception):
+    pass
+
+
+def _run_watched(fn: Callable, arg: torch.Tensor, forbidden: dict[str, str]) -> tuple[object, str | None]:
+    """Call ``fn(arg)``; report an exception, or a call into a library packer, as a message."""
+    used: list[str] = []
+
+    def watch(frame, event, _arg):  # a profiler sees every Python call, however the function was imported
+        if event == "call" and frame.f_code.co_filename in forbidden and not used:
+            used.append(forbidden[frame.f_code.co_filename] + frame.f_code.co_name)
+            raise _Forbidden
+
+    old = sys.getprofile()
+    sys.setprofile(watch)
+    try:
+        result = fn(arg.clone())
+    except NotImplementedError:
+        return None, "not done yet"
+    except _Forbidden:
+        return None, f"forbidden:{used[0]}"
+    except Exception as exc:  # the learner's code: report it, do not crash the notebook
+        if used:
+            return None, f"forbidden:{used[0]}"
+        return None, f"calling it raised {type(exc).__name__}: {exc}"
+    finally:
+        sys.setprofile(old)
+    if used:
+        return None, f"forbidden:{used[0]}"
+    return result, None
+
+
+def _pack_int4_cases() -> list[tuple[str, torch.Tensor]]:
+    g = torch.Generator().manual_seed(2024)
+    return [
+        ("the example [1, 2, 15, 0]", torch.tensor([1, 2, 15, 0], dtype=torch.uint8)),
+        ("random codes of shape (3, 64)", torch.randint(0, 16, (3, 64), generator=g, dtype=torch.int64).to(torch.uint8)),
+        ("all 15 (every bit set)", torch.full((2, 8), 15, dtype=torch.uint8)),
+        ("alternating 0 and 15", torch.tensor([0, 15] * 8, dtype=torch.uint8)),
+        ("all zeros, shape (4, 2, 6)", torch.zeros(4, 2, 6, dtype=torch.uint8)),
+    ]
+
+
+def _explain_pack(message: str, what: str) -> Feedback:
+    if message == "not done yet":
+        return Feedback(False, f"not done yet: {what} still raises NotImplementedError. Write it, then run this cell again")
+    if message.startswith("forbidden:"):
+        return Feedback(False, f"{what} calls {message.split(':', 1)[1]}: write the packing yourself with shifts "
+                               "(<<, >>) and masks (&, |)")
+    return Feedback(False, f"{what}: {message}")
+
+
+def check_pack_int4(pack_fn: Callable[[torch.Tensor], torch.Tensor], unpack_fn: Callable[[torch.Tensor], torch.Tensor]) -> Feedback:
+    """Check ``pack_fn(codes) -> packed`` and ``unpack_fn(packed) -> codes`` for 4-bit codes.
+
+    ``codes`` is a ``uint8`` tensor of values 0..15 whose last dimension is
+    even; ``pack_fn`` must return ``uint8`` with half that last dimension,
+    code ``2k`` in the low nibble (bits 0-3) of byte ``k`` and code ``2k + 1``
+    in the high nibble (bits 4-7), the layout of :func:`qhelpers.packing.pack`;
+    ``unpack_fn`` must give the codes back exactly.
+    """
+    for fn, what in ((pack_fn, "pack"), (unpack_fn, "unpack")):
+        if not callable(fn):
+            raise TypeError(f"pass your {what} function itself, not {type(fn).__name__}")
+    forbidden = _packer_files()
+    from . import packing
+    for name, codes in _pack_int4_cases():
+        expected = packing.pack(codes, 4)
+        got, err = _run_watched(pack_fn, codes, forbidden)
+        if err:
+            return _explain_pack(err, "your pack")
+        if not isinstance(got, torch.Tensor):
+            return Feedback(False, f"[{name}] pack must return a torch.Tensor, not {type(got).__name__}")
+        if got.shape != expected.shape:
+            return Feedback(False, f"[{name}] pack returned shape {tuple(got.shape)} for codes of shape {tuple(codes.shape)}; "
+                                   f"expected {tuple(expected.shape)}: two codes per byte along the last dimension")
+        if got.dtype != torch.uint8:
+            return Feedback(False, f"[{name}] pack returned {got.dtype}; a byte is torch.uint8 (int8 would make bytes above 127 "
+                                   "negative): convert with .to(torch.uint8)")
+        if not torch.equal(got, expected):
+            swapped = packing.pack(torch.stack([codes[..., 1::2], codes[..., 0::2]], -1).reshape(codes.shape), 4)
+            halves = None
+            n = codes.shape[-1]
+            if n % 2 == 0:
+                halves = packing.pack(torch.stack([codes[..., : n // 2], codes[..., n // 2 :]], -1).reshape(codes.shape), 4)
+            if torch.equal(got, swapped):
+                return Feedback(False, f"[{name}] the nibbles are swapped: code 2k goes in the LOW nibble (bits 0-3), "
+                                       "code 2k+1 in the high nibble (shift it left by 4)")
+            if halves is not None and torch.equal(got, halves):
+                return Feedback(False, f"[{name}] you pair code k with code k + n/2 (the first half with the second); "
+                                       "pair neighbours instead: codes 2k and 2k+1 share byte k")
+            i = int(torch.nonzero(got.flatten() != expected.flatten())[0])
+            return Feedback(False, f"[{name}] byte {i} is {int(got.flatten()[i])}, expected {int(expected.flatten()[i])} "
+                                   f"(= low | high << 4); e.g. codes [1, 2] pack to 1 | 2 << 4 = 33")
+        back, err = _run_watched(unpack_fn, expected, forbidden)
+        if err:
+            return _explain_pack(err, "your unpack")
+        if not isinstance(back, torch.Tensor):
+            return Feedback(False, f"[{name}] unpack must return a torch.Tensor, not {type(back).__name__}")
+        if back.shape != codes.shape:
+            return Feedback(False, f"[{name}] unpack returned shape {tuple(back.shape)}; expected {tuple(codes.shape)} "
+                                   "(twice the bytes in the last dimension, interleaved: low nibble first)")
+        back = back.to(torch.int64)
+        if int(back.max()) > 15 or int(back.min()) < 0:
+            return Feedback(False, f"[{name}] unpack returned values up to {int(back.max())}: keep only 4 bits of the low "
+                                   "nibble with a mask (& 0x0F)")
+        if not torch.equal(back, codes.to(torch.int64)):
+            order = torch.stack([codes[..., 1::2], codes[..., 0::2]], -1).reshape(codes.shape).to(torch.int64)
+            if torch.equal(back, order):
+                return Feedback(False, f"[{name}] unpack swaps each pair: the low nibble is the FIRST code of the pair")
+            return Feedback(False, f"[{name}] unpack(pack(codes)) differs from codes: put each byte's low nibble first, "
+                                   "then its high nibble (torch.stack([low, high], dim=-1), then reshape)")
+    return Feedback(True, f"pack and unpack agree with qhelpers.packing on {len(_pack_int4_cases())} cases, edge codes included")

@@ -482,3 +482,156 @@ def test_calibration_loader_checks_its_arguments():
         data.calibration_loader([1, 2, 3], 1)  # type: ignore[arg-type]
     bare = [torch.zeros(2, 1), torch.ones(2, 1)]  # image batches without labels are fine
     assert [b.tolist() for b in data.calibration_loader(bare, 2)] == [[[0.0], [0.0]], [[1.0], [1.0]]]
+
+
+# ---------------------------------------------------------------- Tiny Shakespeare: one text file
+
+TEXT_MIRROR = Path(MIRROR) / "tinyshakespeare" / "input.txt" if MIRROR else None
+needs_text_mirror = pytest.mark.skipif(
+    TEXT_MIRROR is None or not TEXT_MIRROR.is_file(), reason="QHELPERS_DATA_MIRROR with tinyshakespeare not available"
+)
+
+
+@pytest.fixture
+def no_text_download(monkeypatch):
+    """The download fails at once, as it does offline (nothing listens on port 9)."""
+    src = data.TEXTS["tinyshakespeare"]
+    monkeypatch.setitem(data.TEXTS, "tinyshakespeare", data.TextSource(src.folder, src.file, src.size, src.sha256,
+                                                                       "http://127.0.0.1:9/input.txt"))
+
+
+@needs_text_mirror
+def test_text_from_the_mirror_is_verified_installed_and_split(tmp_path, no_text_download):
+    path = data.resolve_text("tinyshakespeare", tmp_path, mirror=MIRROR)
+    assert path == tmp_path / "tinyshakespeare" / "input.txt" and path.stat().st_size == 1_115_394
+    assert oct(path.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+    stamp = json.loads((path.parent / ".qhelpers-verified.json").read_text())
+    assert stamp["input.txt"][2] == data.TEXTS["tinyshakespeare"].sha256
+    assert [p.name for p in tmp_path.iterdir()] == ["tinyshakespeare"]  # no staging folder left
+    text = data.load_text("tinyshakespeare", tmp_path)
+    assert len(text) == 1_115_394 and text.startswith("First Citizen:")
+    splits = data.char_splits("tinyshakespeare", root=tmp_path)
+    assert len(splits.vocab) == 65 and splits.vocab.chars[0] == "\n"
+    assert len(splits.train) == 1_003_854 and len(splits.val) == 111_540
+    assert splits.vocab.decode(splits.train[:14]) == "First Citizen:"
+    assert torch.equal(torch.cat([splits.train, splits.val]), splits.vocab.encode(text))
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@needs_text_mirror
+def test_installed_text_checksum_only_when_it_changed(tmp_path, monkeypatch):
+    path = data.resolve_text("tinyshakespeare", tmp_path, mirror=MIRROR)
+    calls = []
+    sha = data._sha256
+    monkeypatch.setattr(data, "_sha256", lambda p: calls.append(p.name) or sha(p))
+    data.resolve_text("tinyshakespeare", tmp_path)
+    assert calls == []
+    os.utime(path, ns=(1, 1))
+    data.resolve_text("tinyshakespeare", tmp_path)
+    data.resolve_text("tinyshakespeare", tmp_path)
+    assert calls == ["input.txt"]
+
+
+@needs_text_mirror
+@pytest.mark.parametrize("change, match", [
+    (lambda b: b[:1000], r"1000 bytes, expected 1115394: the file is truncated"),
+    (lambda b: b[:500] + (b"X" if b[500:501] != b"X" else b"Y") + b[501:], r"sha256 \w+ does not match the data set's 86c4e6"),
+], ids=["truncated", "one-byte-changed"])
+def test_a_damaged_installed_text_is_refused_with_advice(tmp_path, change, match):
+    path = data.resolve_text("tinyshakespeare", tmp_path, mirror=MIRROR)
+    blob = path.read_bytes()
+    path.write_bytes(change(blob))
+    advice = r"The installed file is damaged: delete it and run `python -m qhelpers.data tinyshakespeare`"
+    with pytest.raises(data.CorruptDataError, match=rf"{re.escape(str(path))}: {match}.*{advice}"):
+        data.load_text("tinyshakespeare", tmp_path)
+    path.unlink()  # the advice, followed (the mirror is found again)
+    assert len(data.load_text("tinyshakespeare", data.resolve_text("tinyshakespeare", tmp_path, mirror=MIRROR).parents[1])) == 1_115_394
+
+
+@needs_text_mirror
+def test_a_corrupt_mirror_text_is_refused_and_nothing_is_left(tmp_path, no_text_download):
+    mirror = tmp_path / "mirror"
+    (mirror / "tinyshakespeare").mkdir(parents=True)
+    blob = bytearray(TEXT_MIRROR.read_bytes())
+    blob[1234] ^= 0x01
+    (mirror / "tinyshakespeare" / "input.txt").write_bytes(bytes(blob))
+    root = tmp_path / "data"
+    with pytest.raises(data.CorruptDataError, match=r"mirror/tinyshakespeare/input.txt: sha256 .* does not match.*Replace it with a good copy"):
+        data.resolve_text("tinyshakespeare", root, mirror=mirror)
+    assert _leftovers(root) == []
+
+
+def test_missing_text_offline_gives_one_clear_error(tmp_path, no_text_download, monkeypatch):
+    monkeypatch.delenv("QHELPERS_DATA_MIRROR", raising=False)
+    root = tmp_path / "data"
+    with pytest.raises(data.DataUnavailableError) as info:
+        data.resolve_text("tinyshakespeare", root)
+    msg = str(info.value)
+    assert msg.startswith("tinyshakespeare is not available. Tried, in order:")
+    assert "data folder" in msg and "QHELPERS_DATA_MIRROR is not set" in msg
+    assert "download from http://127.0.0.1:9/input.txt: URLError" in msg
+    assert "To fix: copy input.txt (1,115,394 bytes, sha256 86c4e6" in msg
+    assert _leftovers(root) == [] and not list(root.glob(".staging-*"))
+    with pytest.raises(data.DataUnavailableError, match=r"offline mirror .*nowhere.*is missing"):
+        data.resolve_text("tinyshakespeare", root, mirror=tmp_path / "nowhere")
+    with pytest.raises(data.DataUnavailableError, match=r"\(disabled\)"):
+        data.resolve_text("tinyshakespeare", root, allow_download=False)
+
+
+@needs_text_mirror
+def test_text_download_is_verified_like_any_source(tmp_path, monkeypatch):
+    """The download path, exercised offline through a file:// URL; a wrong file from it is refused."""
+    monkeypatch.delenv("QHELPERS_DATA_MIRROR", raising=False)
+    src = data.TEXTS["tinyshakespeare"]
+    monkeypatch.setitem(data.TEXTS, "tinyshakespeare", data.TextSource(src.folder, src.file, src.size, src.sha256,
+                                                                       TEXT_MIRROR.as_uri()))
+    assert data.resolve_text("tinyshakespeare", tmp_path / "ok").stat().st_size == 1_115_394
+    wrong = tmp_path / "wrong.txt"
+    wrong.write_bytes(b"x" * src.size)
+    monkeypatch.setitem(data.TEXTS, "tinyshakespeare", data.TextSource(src.folder, src.file, src.size, src.sha256, wrong.as_uri()))
+    with pytest.raises(data.CorruptDataError, match=r"wrong.txt: sha256 .* does not match.*Run again to download it afresh"):
+        data.resolve_text("tinyshakespeare", tmp_path / "bad")
+    assert _leftovers(tmp_path / "bad") == []
+
+
+def test_text_data_folder_that_is_a_file_is_refused(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(data.DataUnavailableError, match="is a file, not a folder"):
+        data.resolve_text("tinyshakespeare", tmp_path / "file", mirror=tmp_path)
+
+
+def test_char_vocab_round_trip_and_errors():
+    vocab = data.CharVocab.from_text("hello world")
+    assert vocab.chars == " dehlorw" and len(vocab) == 8
+    ids = vocab.encode("hello")
+    assert ids.dtype == torch.long and vocab.decode(ids) == "hello" and vocab.decode([1, 2]) == "de"
+    with pytest.raises(ValueError, match="character 'z' is not in the vocabulary of 8"):
+        vocab.encode("zoo")
+    with pytest.raises(ValueError, match=r"token ids must lie in 0\.\.7"):
+        vocab.decode([8])
+    with pytest.raises(ValueError, match="distinct"):
+        data.CharVocab("aa")
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: data.resolve_text("shakespeare"), ValueError, r"unknown text data set 'shakespeare'; choose one of \['tinyshakespeare'\]"),
+    (lambda: data.resolve_text("tinyshakespeare", allow_download="no"), TypeError, "allow_download='no' must be True or False"),
+    (lambda: data.resolve_text("tinyshakespeare", mirror=3), TypeError, "mirror=3 must be a folder path"),
+    (lambda: data.char_splits("tinyshakespeare", val_fraction=1.0), ValueError, "val_fraction=1.0 must be a number strictly between 0 and 1"),
+])
+def test_text_functions_check_their_arguments(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+@needs_text_mirror
+def test_cli_installs_the_text(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("QHELPERS_DATA", str(tmp_path))
+    monkeypatch.setenv("QHELPERS_DATA_MIRROR", MIRROR)
+    assert data.main(["tinyshakespeare"]) == 0
+    assert "tinyshakespeare: ready in" in capsys.readouterr().out

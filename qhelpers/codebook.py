@@ -1,0 +1,103 @@
+"""Non-uniform quantization with a k-means codebook: the same bits, levels placed where the weights are.
+
+Round-to-nearest spreads its ``2**bits`` levels evenly over each group's
+range, but trained weights are bell-shaped: most sit near zero, where an even
+grid has few levels. A *codebook* stores ``2**bits`` arbitrary levels and
+each weight stores the index of its nearest level. Here:
+
+1. each group of ``group_size`` weights is divided by its largest ``|w|``
+   (one FP16 scale per group, as symmetric RTN stores), so that all groups
+   of a layer share the range ``[-1, 1]``;
+2. one codebook of ``2**bits`` levels per layer is fitted to those
+   normalised weights by k-means (Lloyd's algorithm in 1-D), started from
+   the even grid that symmetric round-to-nearest uses (``q / 7.5`` for
+   ``q = -8..7`` at 4 bits): each iteration can only lower the error of the
+   normalised weights, so the codebook ends at least as good as that grid
+   on them, and the result is deterministic;
+3. a weight dequantizes to ``codebook[code] * scale``.
+
+The codebook adds ``2**bits`` FP16 values per *layer* (negligible); the
+scales cost what symmetric RTN's do. This is close to NF4 (QLoRA), whose
+levels are fixed quantiles of a normal distribution instead of fitted ones,
+and a simpler cousin of SqueezeLLM's per-row, sensitivity-weighted k-means.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .weight_only import EPS, SCALE_DTYPE
+
+__all__ = ["kmeans_1d", "codebook_quantize", "codebook_dequantize", "fake_quantize_codebook", "codebook_effective_bits"]
+
+
+def kmeans_1d(values: torch.Tensor, k: int, iters: int = 25, init: torch.Tensor | None = None) -> torch.Tensor:
+    """``k`` sorted centroids of the 1-D ``values`` by Lloyd's algorithm.
+
+    It starts from ``init`` (``k`` levels) or, by default, ``k`` evenly spaced
+    levels from the smallest value to the largest. Each iteration assigns every
+    value to its nearest level and moves each level to the mean of its values:
+    the mean squared error never increases.
+    """
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k={k!r} must be a positive int")
+    v = values.detach().flatten().float()
+    if v.numel() < k:
+        raise ValueError(f"{v.numel()} values cannot fill {k} clusters")
+    if init is None:
+        centroids = torch.linspace(float(v.min()), float(v.max()), k)
+    else:
+        if init.shape != (k,):
+            raise ValueError(f"init must hold k={k} levels, got shape {tuple(init.shape)}")
+        centroids, _ = torch.sort(init.float())
+    for _ in range(iters):
+        codes = _assign(v, centroids)
+        sums = torch.zeros(k).scatter_add_(0, codes, v)
+        counts = torch.zeros(k).scatter_add_(0, codes, torch.ones_like(v))
+        new = torch.where(counts > 0, sums / counts.clamp(min=1), centroids)  # an empty cluster keeps its level
+        new, _ = torch.sort(new)
+        if torch.equal(new, centroids):
+            break
+        centroids = new
+    return centroids
+
+
+def _assign(v: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
+    """Index of the nearest of the sorted ``centroids`` for each value (ties go to the lower level)."""
+    boundaries = (centroids[1:] + centroids[:-1]) / 2
+    return torch.bucketize(v, boundaries, right=False)
+
+
+def codebook_quantize(w: torch.Tensor, bits: int = 4, group_size: int = 64, iters: int = 25
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(codes, codebook, scale)``: uint8 codes of ``w``'s shape, ``2**bits`` levels, one FP16 scale per group."""
+    if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 8:
+        raise ValueError(f"bits={bits!r} must be an int from 1 to 8")
+    if w.dim() != 2 or w.shape[1] % group_size:
+        raise ValueError(f"w must be 2-D with in_features a multiple of group_size={group_size}, got {tuple(w.shape)}")
+    n, k = w.shape
+    groups = w.detach().float().reshape(n, k // group_size, group_size)
+    scale = torch.clamp(groups.abs().amax(dim=-1), min=EPS).to(SCALE_DTYPE)
+    normalised = groups / scale.float().unsqueeze(-1)
+    half = 1 << (bits - 1)
+    even_grid = torch.arange(-half, half, dtype=torch.float32) / (half - 0.5)  # symmetric RTN's levels
+    codebook = kmeans_1d(normalised, 1 << bits, iters, init=even_grid).to(SCALE_DTYPE).float()
+    codes = _assign(normalised.flatten(), codebook).reshape(n, k).to(torch.uint8)
+    return codes, codebook, scale
+
+
+def codebook_dequantize(codes: torch.Tensor, codebook: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``codebook[codes] * scale`` per group, in FP32."""
+    n, k = codes.shape
+    values = codebook[codes.long()].reshape(n, scale.shape[1], -1)
+    return (values * scale.float().unsqueeze(-1)).reshape(n, k)
+
+
+def fake_quantize_codebook(w: torch.Tensor, bits: int = 4, group_size: int = 64, iters: int = 25) -> torch.Tensor:
+    """``w`` through its k-means codebook and back: the values a codebook-quantized layer computes with."""
+    return codebook_dequantize(*codebook_quantize(w, bits, group_size, iters))
+
+
+def codebook_effective_bits(bits: int, group_size: int, numel: int) -> float:
+    """Bits per weight: the code, an FP16 scale per group, and the layer's ``2**bits`` FP16 levels shared by ``numel`` weights."""
+    return bits + 16 / group_size + 16 * (1 << bits) / numel
