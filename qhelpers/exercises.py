@@ -21,7 +21,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .flows import check_float_model
+from .checks import check_float_model
 
 __all__ = ["Feedback", "check_quantize", "check_skip_last_linear", "check_fake_quant_ste"]
 

@@ -33,7 +33,7 @@ import warnings
 
 import torch
 
-__all__ = ["ISA_CAPS", "cpu_flags", "cpu_features", "fbgemm_saturates", "onednn_isa", "onednn_int8_dot", "kernel_isa", "describe"]
+__all__ = ["ISA_CAPS", "cpu_features", "fbgemm_saturates", "onednn_int8_dot", "kernel_isa", "describe"]
 
 # The environment variables that cap each library at AVX2 (no VNNI): the "AVX2 class" of `make test-avx2`.
 ISA_CAPS: dict[str, str] = {

@@ -1,6 +1,6 @@
 """Training and evaluation: a seeded loop with one progress bar, and a checkpoint cache.
 
-``train_or_load`` trains a model once per configuration and stores it under
+:func:`cached` trains a model once per configuration and stores it under
 the data folder (``checkpoints/``), keyed by a hash of the full training
 configuration and of the model's definition (:func:`code_key`); a notebook
 re-run with the same configuration and model code loads it instead.
@@ -29,13 +29,13 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.std import tqdm
 
-from .checks import check_int
-from .data import Loaders, _check_seed, data_dir
+from .checks import SEED_MAX, check_int
+from .data import Loaders, data_dir
 from .record import atomic_open
 
 __all__ = [
-    "EvalResult", "History", "TrainConfig", "TrainingDivergedError", "evaluate", "predict", "fit", "train_or_load",
-    "code_key", "progress",
+    "History", "TrainConfig", "TrainingDivergedError", "evaluate", "predict", "fit", "cached",
+    "train_or_load", "code_key", "progress",
 ]
 
 # Part of every checkpoint's code key: bump it when a change to ``fit`` changes the weights it produces.
@@ -112,7 +112,7 @@ class TrainConfig:
         if self.subset is not None:
             check_int("subset", self.subset, 1)
         check_int("val_size", self.val_size, 0)
-        _check_seed(self.seed)
+        check_int("seed", self.seed, 0, SEED_MAX)
         if not isinstance(self.extra, tuple) or not all(
             isinstance(kv, tuple) and len(kv) == 2 and isinstance(kv[0], str) for kv in self.extra
         ):
@@ -234,7 +234,7 @@ def fit(
     lr = _check_float("lr", lr, 0.0, None, low_open=True)
     momentum = _check_float("momentum", momentum, 0.0, 1.0, high_open=True)
     weight_decay = _check_float("weight_decay", weight_decay, 0.0, None)
-    seed = _check_seed(seed)
+    seed = check_int("seed", seed, 0, SEED_MAX)
     if not isinstance(desc, str):
         raise TypeError(f"desc={desc!r} must be a string (the progress bar's label)")
     if not any(p.requires_grad for p in model.parameters()):
@@ -377,36 +377,34 @@ def _checkpoint_path(config: TrainConfig, cache_dir: Path | None, code: str) -> 
     return base / f"{config.model}-{config.dataset}-{config.key()}-{code}.pt"
 
 
-def train_or_load(
+def cached(
     build: Callable[[], nn.Module],
     config: TrainConfig,
-    data: Loaders,
+    train_fn: Callable[[nn.Module], object],
     *,
     cache_dir: Path | str | None = None,
-) -> tuple[nn.Module, History, bool]:
-    """Build a model (after seeding) and train it, or load it from the cache.
+    history_type: type = History,
+) -> tuple[nn.Module, object, bool]:
+    """Build a model (after seeding with ``config.seed``) and load its weights from the cache, or train and cache it.
 
-    Returns ``(model in eval mode, history, loaded_from_cache)``. The cache file
-    is named by the configuration's hash and the model's :func:`code_key`, and
-    written atomically (with normal file permissions), so an interrupted run
-    never leaves a broken one. A cache file that cannot be read (truncated,
-    garbage, another model's weights) is reported in one line and replaced by
-    training again.
+    Returns ``(model in eval mode, history, loaded_from_cache)``. ``train_fn(model)``
+    trains the model in place and returns its history (a dataclass of
+    ``history_type``). The cache file is named
+    ``<config.model>-<config.dataset>-<config.key()>-<code_key>.pt``: by the
+    configuration's hash and the model's :func:`code_key`. ``config`` may be
+    any frozen dataclass with ``model``, ``dataset`` and ``seed`` fields and a
+    ``key()`` method (e.g. :class:`TrainConfig`). The file is written atomically
+    (with normal file permissions), so an interrupted run never leaves a broken
+    one. A cache file that cannot be read (truncated, garbage, another model's
+    weights) is reported in one line and replaced by training again.
     """
     if not callable(build) or isinstance(build, nn.Module):
         raise TypeError(f"build must be a function or class that returns a new model, not {type(build).__name__}"
                         + (" (pass the class or a function, not a model instance)" if isinstance(build, nn.Module) else ""))
-    if not isinstance(config, TrainConfig):
+    if not all(hasattr(config, a) for a in ("model", "dataset", "seed", "key")):
         raise TypeError(f"config must be a TrainConfig, not {type(config).__name__}")
-    if not isinstance(data, Loaders):
-        raise TypeError(f"data must be a qhelpers.data.Loaders (e.g. from qhelpers.data.loaders()), not {type(data).__name__}")
-    if data.dataset != config.dataset:
-        raise ValueError(f"config is for {config.dataset!r} but the loaders hold {data.dataset!r}")
-    if data.train.batch_size != config.batch_size:
-        raise ValueError(f"config.batch_size={config.batch_size} but the training loader uses {data.train.batch_size}")
-    n_train = len(data.train.dataset)  # type: ignore[arg-type]
-    if config.subset is not None and n_train != config.subset:
-        raise ValueError(f"config.subset={config.subset} but the training loader holds {n_train} images")
+    if not callable(train_fn):
+        raise TypeError(f"train_fn must be a function that trains a model in place, not {type(train_fn).__name__}")
     if cache_dir is not None and not isinstance(cache_dir, (str, os.PathLike)):
         raise TypeError(f"cache_dir={cache_dir!r} must be a folder path (str or Path) or None")
     cache = Path(cache_dir) if cache_dir is not None else data_dir() / "checkpoints"
@@ -429,7 +427,7 @@ def train_or_load(
         try:
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
             model.load_state_dict(ckpt["state_dict"])
-            return model.eval(), History(**ckpt["history"]), True
+            return model.eval(), history_type(**ckpt["history"]), True
         except Exception as exc:  # noqa: BLE001 - any unreadable cache file is replaced
             print(f"cached checkpoint {path} is unreadable ({type(exc).__name__}); training again to replace it",
                   file=sys.stderr)
@@ -438,17 +436,7 @@ def train_or_load(
         stale = sorted(cache.glob(f"{config.model}-{config.dataset}-{config.key()}-*.pt"))
         if stale:
             print(f"the model's code changed since {stale[-1].name} was trained: training again", file=sys.stderr)
-    hist = fit(
-        model,
-        data.train,
-        data.val,
-        epochs=config.epochs,
-        lr=config.lr,
-        momentum=config.momentum,
-        weight_decay=config.weight_decay,
-        seed=config.seed,
-        desc=f"training {config.model} on {config.dataset}",
-    )
+    hist = train_fn(model)
     try:
         with atomic_open(path, "wb") as fh:
             torch.save({"state_dict": model.state_dict(), "history": asdict(hist),
@@ -457,3 +445,37 @@ def train_or_load(
         print(f"could not save the checkpoint {path} ({exc.strerror or exc}); the model is trained but not cached",
               file=sys.stderr)
     return model.eval(), hist, False
+
+
+def train_or_load(
+    build: Callable[[], nn.Module],
+    config: TrainConfig,
+    data: Loaders,
+    *,
+    cache_dir: Path | str | None = None,
+) -> tuple[nn.Module, History, bool]:
+    """:func:`cached` with :func:`fit` as the trainer: SGD on ``data.train`` as ``config`` says, validated on ``data.val``.
+
+    Returns ``(model in eval mode, history, loaded_from_cache)``. ``data`` must
+    be the loaders ``config`` describes (data set, batch size, subset size).
+    """
+    if not callable(build) or isinstance(build, nn.Module):
+        raise TypeError(f"build must be a function or class that returns a new model, not {type(build).__name__}"
+                        + (" (pass the class or a function, not a model instance)" if isinstance(build, nn.Module) else ""))
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, not {type(config).__name__}")
+    if not isinstance(data, Loaders):
+        raise TypeError(f"data must be a qhelpers.data.Loaders (e.g. from qhelpers.data.loaders()), not {type(data).__name__}")
+    if data.dataset != config.dataset:
+        raise ValueError(f"config is for {config.dataset!r} but the loaders hold {data.dataset!r}")
+    if data.train.batch_size != config.batch_size:
+        raise ValueError(f"config.batch_size={config.batch_size} but the training loader uses {data.train.batch_size}")
+    n_train = len(data.train.dataset)  # type: ignore[arg-type]
+    if config.subset is not None and n_train != config.subset:
+        raise ValueError(f"config.subset={config.subset} but the training loader holds {n_train} images")
+
+    def train_fn(model: nn.Module) -> History:
+        return fit(model, data.train, data.val, epochs=config.epochs, lr=config.lr, momentum=config.momentum,
+                   weight_decay=config.weight_decay, seed=config.seed, desc=f"training {config.model} on {config.dataset}")
+
+    return cached(build, config, train_fn, cache_dir=cache_dir)  # type: ignore[return-value]

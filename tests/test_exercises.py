@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from qhelpers import dynamic as D
+from qhelpers import convert, models, zoo
+from qhelpers.convert import DynamicBackend
 from qhelpers.exercises import Feedback, check_fake_quant_ste, check_quantize, check_skip_last_linear
 
 
@@ -53,7 +54,7 @@ def test_checkers_reject_non_functions():
 @pytest.fixture(scope="module")
 def mlp():
     torch.manual_seed(0)
-    return D.MLP(hidden=(32, 16)).eval()
+    return models.MLP(hidden=(32, 16)).eval()
 
 
 @pytest.fixture(scope="module")
@@ -64,14 +65,14 @@ def example():
 def test_skip_last_linear_reference_solutions_pass(mlp, example):
     last = "net.5"
     # weight-only: on CPUs without INT8 dot products torchao's dynamic INT8 saturates on this random model (chapter 01)
-    torchao_way = lambda m: D.dynamic_int8(m, "torchao-weight-only", filter_fn=lambda mod, fqn: fqn != last)  # noqa: E731
+    torchao_way = lambda m: convert.dynamic_int8(m, DynamicBackend.TORCHAO_WEIGHT_ONLY, filter_fn=lambda mod, fqn: fqn != last)  # noqa: E731
     torch_ao_way = lambda m: torch.ao.quantization.quantize_dynamic(copy.deepcopy(m), {"net.1", "net.3"}, torch.qint8)  # noqa: E731
     assert check_skip_last_linear(torchao_way, mlp, example)
     assert check_skip_last_linear(torch_ao_way, mlp, example)
 
 
 def test_skip_last_linear_explains_mistakes(mlp, example):
-    fb = check_skip_last_linear(lambda m: D.dynamic_int8(m, "torch.ao"), mlp, example)
+    fb = check_skip_last_linear(lambda m: convert.dynamic_int8(m, DynamicBackend.TORCH_AO), mlp, example)
     assert not fb and "last Linear" in fb.message
     fb = check_skip_last_linear(lambda m: copy.deepcopy(m), mlp, example)
     assert not fb and "still float" in fb.message
@@ -130,9 +131,9 @@ def test_fake_quant_ste_explains_mistakes(wrong, hint):
 
 
 def test_skip_last_linear_catches_the_wrong_model(mlp, example):
-    other = D.MLP(hidden=(32, 16)).eval()
+    other = models.MLP(hidden=(32, 16)).eval()
     with torch.no_grad():
         for p in other.parameters():
             p.normal_(0, 1, generator=torch.Generator().manual_seed(1))
-    fb = check_skip_last_linear(lambda m: D.dynamic_int8(other, "torch.ao", filter_fn=lambda mod, fqn: fqn != "net.5"), mlp, example)
+    fb = check_skip_last_linear(lambda m: convert.dynamic_int8(other, DynamicBackend.TORCH_AO, filter_fn=lambda mod, fqn: fqn != "net.5"), mlp, example)
     assert not fb and "predicts the original's class" in fb.message
