@@ -169,6 +169,8 @@ class Chapter:
     parameters: dict[str, Parameter] = field(default_factory=dict)
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
     requires: tuple[Rule, ...] = ()
+    summary_zh: str = ""  # the summary in Chinese, shown in the book beside `summary`
+    headline: dict[str, Any] = field(default_factory=dict)  # the results dashboard's table (checked by dashboard.py)
 
     def values(self, profile: str = FULL, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The parameter values of a run: the overrides of ``profile``, then ``overrides`` (only non-defaults)."""
@@ -464,9 +466,12 @@ def _chapter(book_dir: Path, i: int, raw: Any, profiles: Mapping[str, str], prob
     missing = [k for k in ("title", "notebook", "summary") if not raw.get(k)]
     if missing:
         problems.append(f"{where}: missing {', '.join(missing)}")
-    unknown = set(raw) - {"id", "title", "notebook", "summary", "parameters", "profiles", "requires"}
+    unknown = set(raw) - {"id", "title", "notebook", "summary", "summary_zh", "headline", "parameters", "profiles", "requires"}
     if unknown:
-        problems.append(f"{where}: unknown keys {sorted(map(str, unknown))}; allowed: id, title, notebook, summary, parameters, profiles, requires")
+        problems.append(f"{where}: unknown keys {sorted(map(str, unknown))}; allowed: id, title, notebook, summary, summary_zh, headline, parameters, profiles, requires")
+    for key, kind in (("summary_zh", str), ("headline", dict)):
+        if key in raw and not isinstance(raw[key], kind):
+            problems.append(f"{where}: {key} must be a {'string' if kind is str else 'mapping'}")
     params = {}
     raw_params = raw.get("parameters") or {}
     if not isinstance(raw_params, dict):
@@ -521,7 +526,9 @@ def _chapter(book_dir: Path, i: int, raw: Any, profiles: Mapping[str, str], prob
                 problems.append(f"{where}: profile {prof}: {bad}")
         chapter_profiles[prof] = dict(values)
     chapter = Chapter(id=cid, title=str(raw.get("title", "")), notebook=notebook, summary=str(raw.get("summary", "")),
-                      parameters=params, profiles=chapter_profiles, requires=_rules(where, raw.get("requires"), params, problems))
+                      parameters=params, profiles=chapter_profiles, requires=_rules(where, raw.get("requires"), params, problems),
+                      summary_zh=raw["summary_zh"] if isinstance(raw.get("summary_zh"), str) else "",
+                      headline=raw["headline"] if isinstance(raw.get("headline"), dict) else {})
     for prof in dict.fromkeys([FULL, *chapter_profiles]):
         problems.extend(f"{where}: profile {prof}: {p}" for p in chapter.rule_problems(prof))
     return chapter
