@@ -19,7 +19,7 @@ LAYERS = {
     "train": 3, "zoo": 3,
     "ptq": 4, "qat": 4, "convert": 4, "sensitivity": 4,
     "bench": 5, "plots": 5, "exercises": 5,
-    "book": 6,
+    "book": 6, "solutions": 6,
 }
 
 
@@ -102,7 +102,16 @@ def _notebook_sources():
 
 def test_every_module_has_a_layer():
     modules = {_concept(_module_of(p)) for p in PACKAGE.glob("*.py") if p.name not in ("__init__.py",)}
-    assert modules | {"book"} == set(LAYERS), "add the module to LAYERS here and to ARCHITECTURE.md"
+    assert modules | {"book", "solutions"} == set(LAYERS), "add the module to LAYERS here and to ARCHITECTURE.md"
+
+
+def test_notebooks_do_not_import_the_solutions():
+    """The exercises ship stubs: a notebook that imported qhelpers.solutions would pass them without work."""
+    for where, tree, _, _ in _notebook_sources():
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names] if isinstance(node, ast.ImportFrom) else [])
+            assert not any("solutions" in n for n in names), f"{where} imports the reference solutions"
 
 
 def test_modules_import_only_their_layer_and_below():
