@@ -144,7 +144,7 @@ def _traced(fn: Callable, *args):
 
 
 @torch.inference_mode()
-def calibrate(model: nn.Module, batches: Iterable[Tensor], desc: str = "calibrating") -> None:
+def calibrate(model: nn.Module, batches: Iterable[Tensor], desc: str | None = "calibrating") -> None:
     """Run ``batches`` through ``model`` in inference mode so that its observers record ranges.
 
     ``model`` is used as it is (put it in eval mode first); the outputs are discarded.
@@ -157,7 +157,8 @@ def calibrate(model: nn.Module, batches: Iterable[Tensor], desc: str = "calibrat
         raise TypeError(f"batches must be an iterable of input batches (a list of tensors or a DataLoader), not "
                         f"{describe(batches)}; wrap one tensor in a list: [x]")
     n = 0
-    for x in progress(batches, desc=desc, unit="batch", leave=False):
+    quiet = {"disable": True} if desc is None else {}  # None: no bar (e.g. inside another progress bar)
+    for x in progress(batches, desc=desc, unit="batch", leave=False, **quiet):
         x = _batch_input(x, f"calibration batch {n}")
         try:
             model(x)
@@ -320,7 +321,7 @@ def ptq_fx(
     keep_float: Sequence[str] = (),
     only: Sequence[str] | None = None,
     views_to_reshape: bool = True,
-    desc: str = "calibrating (FX)",
+    desc: str | None = "calibrating (FX)",
 ) -> torch.fx.GraphModule:
     """Static INT8 post-training quantization in FX graph mode (``prepare_fx``/``convert_fx``).
 

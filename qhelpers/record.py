@@ -130,12 +130,13 @@ def record(name: str, value: Value) -> Value:
     return value
 
 
-def claim(name: str, value: float, *, at_least: float | None = None, at_most: float | None = None) -> float:
+def claim(name: str, value: float, *, at_least: float | None = None, at_most: float | None = None) -> None:
     """Record ``value`` as ``name``, print whether it lies in ``[at_least, at_most]``, and assert that it does.
 
     A limit of ``None`` is no limit (e.g. a claim that holds only in the full
     configuration); with neither limit the value is recorded and shown as not
-    checked. Returns ``value``.
+    checked. Returns nothing, so that a claim ending a notebook cell displays only its line (its value, printed in
+    full, would differ between CPUs).
     """
     for what, limit in (("at_least", at_least), ("at_most", at_most)):
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float)) or not math.isfinite(limit)):
@@ -145,7 +146,7 @@ def claim(name: str, value: float, *, at_least: float | None = None, at_most: fl
         raise TypeError(f"claim({name!r}): value {value!r} must be a number to compare with the limits")
     if at_least is None and at_most is None:
         print(f"[claim] {name}: no limit in this configuration, not checked")
-        return value
+        return
     if at_least is not None and at_most is not None:
         stated = f"in [{at_least:.4g}, {at_most:.4g}]"
     else:
@@ -154,7 +155,6 @@ def claim(name: str, value: float, *, at_least: float | None = None, at_most: fl
     print(f"[claim] {name} {stated}: {'yes' if ok else 'NO'}")
     if not ok:
         raise AssertionError(f"claim {name}: {_fmt(value)} is not {stated}")
-    return value
 
 
 def claim_limits(chapter: str, configuration: str, path: Path | str | None = None) -> dict:
