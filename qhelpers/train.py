@@ -222,12 +222,15 @@ def fit(
     weight_decay: float = 0.0,
     seed: int = 0,
     desc: str = "training",
+    max_grad_norm: float | None = None,
 ) -> History:
     """Train with SGD (momentum) and a one-cycle learning-rate schedule; one progress bar for all epochs.
 
-    Every argument is checked first. A loss that becomes NaN or infinite stops
-    training with :class:`TrainingDivergedError` naming the epoch and the step
-    (before that step changes the weights).
+    Every argument is checked first. ``max_grad_norm`` clips the gradients'
+    global norm before each step (``torch.nn.utils.clip_grad_norm_``; None: no
+    clipping). A loss that becomes NaN or infinite stops training with
+    :class:`TrainingDivergedError` naming the epoch and the step (before that
+    step changes the weights).
     """
     _check_model(model)
     epochs = check_int("epochs", epochs, 1)
@@ -235,6 +238,8 @@ def fit(
     momentum = _check_float("momentum", momentum, 0.0, 1.0, high_open=True)
     weight_decay = _check_float("weight_decay", weight_decay, 0.0, None)
     seed = check_int("seed", seed, 0, SEED_MAX)
+    if max_grad_norm is not None:
+        max_grad_norm = _check_float("max_grad_norm", max_grad_norm, 0.0, None, low_open=True)
     if not isinstance(desc, str):
         raise TypeError(f"desc={desc!r} must be a string (the progress bar's label)")
     if not any(p.requires_grad for p in model.parameters()):
@@ -272,6 +277,8 @@ def fit(
                         "inputs for NaN/inf; the model stopped before this step and is only partly trained"
                     )
                 loss.backward()
+                if max_grad_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
                 opt.step()
                 sched.step()
                 total += value * len(y)

@@ -392,3 +392,25 @@ def test_cached_takes_any_trainer_and_history(tmp_path):
     assert [p.name.split("-")[:2] for p in tmp_path.glob("*.pt")] == [["tiny_lm", "tiny"]]
     with pytest.raises(TypeError, match="train_fn must be a function"):
         cached(build, config, None, cache_dir=tmp_path)
+
+
+def test_fit_clips_the_gradient_norm_when_asked():
+    """With max_grad_norm tiny the weights barely move; without, they do.
+
+    One-cycle also cycles SGD's momentum (up to 0.95), so a step moves the weights by at most
+    lr x max_grad_norm / (1 - 0.95).
+    """
+    def moved(max_grad_norm):
+        torch.manual_seed(0)
+        model = _mlp()
+        before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+        data = _loaders()
+        fit(model, data.train, None, epochs=1, lr=0.1, momentum=0.0, seed=0, max_grad_norm=max_grad_norm)
+        return float((torch.cat([p.detach().flatten() for p in model.parameters()]) - before).norm())
+
+    n_steps = len(_loaders().train)
+    assert moved(1e-6) <= n_steps * 0.1 * 1e-6 / (1 - 0.95)
+    assert moved(None) > 1e-3
+    for bad, exc in ((0.0, ValueError), (-1.0, ValueError), (float("nan"), ValueError), ("1", TypeError)):
+        with pytest.raises(exc, match="max_grad_norm"):
+            fit(_mlp(), _loaders().train, None, epochs=1, max_grad_norm=bad)
