@@ -83,7 +83,7 @@ def test_dynamic_int8_quantizes_linear_only(mlp, example, backend):
     assert bench.state_dict_bytes(mlp) / bench.state_dict_bytes(q) > 3.0
     out = q(example)
     assert out.shape == mlp(example).shape and torch.isfinite(out).all()
-    if backend == "torchao-dynamic" and not hardware.onednn_int8_dot():
+    if backend is DynamicBackend.TORCHAO_DYNAMIC and not hardware.onednn_int8_dot():
         return  # torch._int_mm saturates without INT8 dot products (tests/test_hardware.py): outputs may move
     assert torch.allclose(out, mlp(example), atol=0.05)
 
