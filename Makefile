@@ -2,6 +2,8 @@
 #   make course   create .venv if absent, install, resolve the data, run every chapter into build/
 #   make test     unit tests, then nbval regression checks of the committed notebooks
 #   make test-avx2  the same suite with every kernel library capped at AVX2 without VNNI (the other CPU class)
+#   make lab      JupyterLab on notebooks/ with the course's kernel
+#   make book     the book (build/committed/book/index.html) from the committed notebooks, without running them
 SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
@@ -12,7 +14,7 @@ ifneq ($(wildcard ../shared/data),)
 export QHELPERS_DATA_MIRROR ?= $(abspath ../shared/data)
 endif
 
-.PHONY: course test test-avx2 unit nbval data notebooks clean
+.PHONY: course test test-avx2 unit nbval data notebooks lab book clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -28,14 +30,21 @@ course: data
 
 test: unit nbval
 
+lab: data
+	$(PY) -m qhelpers.book lab
+
+book: $(VENV)/.installed
+	$(PY) -m qhelpers.book html --committed
+
 # The CPU class of most laptops and of AMD Zen 1-3: AVX2, no AVX-512 and no VNNI. The libraries read the
 # variables of `qhelpers.hardware --caps` when they load; `--expect avx2` checks that they took effect.
 test-avx2: data
 	caps="$$($(PY) -m qhelpers.hardware --caps)" && env $$caps $(PY) -m qhelpers.hardware --expect avx2 \
-	  && env $$caps $(MAKE) --no-print-directory unit nbval
+	  && env $$caps $(MAKE) --no-print-directory unit nbval PYTEST_ARGS='-m "not browser"'
 
+# PYTEST_ARGS: e.g. -m "not browser" (test-avx2 skips the browser tests: the pages and JupyterLab do not depend on the CPU)
 unit: data
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q tests $(PYTEST_ARGS)
 
 nbval: data
 	$(PY) -m pytest -q --nbval notebooks/

@@ -1,11 +1,22 @@
-"""qhelpers: the helper package behind the qcourse notebooks.
+"""qhelpers: the helper package behind the qcourse notebooks, one module per concept.
 
-One module per concern: ``data``, ``models``, ``train``, ``quant``, ``bench``,
-``plots``, ``record``, ``repro`` (and ``book``, the course runner).
+From the bottom layer up (a module imports only from its own layer or below;
+see ARCHITECTURE.md):
+
+- base: ``checks`` (argument checks), ``record`` (results and claims),
+  ``repro`` (seeds, threads, engine), ``hardware`` (what the CPU can do);
+- math: ``quant`` (affine quantization), ``ranges`` (clipping ranges),
+  ``formats`` (number formats);
+- data and models: ``data``, ``models``;
+- training: ``train`` (fit, evaluate, checkpoint cache), ``zoo`` (the trained models);
+- quantization: ``ptq`` (eager, FX, PT2E), ``qat`` (fake quantization, low-bit,
+  QAT), ``convert`` (FP16/BF16 casts, dynamic INT8), ``sensitivity``;
+- measurement: ``bench`` (size, storage, latency), ``plots``, ``exercises``;
+- ``book``: the course runner (``python -m qhelpers.book``).
 """
 
-from .record import record
+from .record import claim, claim_limits, record
 from .repro import setup
 
-__all__ = ["record", "setup"]
+__all__ = ["claim", "claim_limits", "record", "setup"]
 __version__ = "0.1.0"

@@ -1,4 +1,12 @@
-"""Measuring models: serialized size, tensor payload, parameter counts by dtype, CPU latency.
+"""Measuring and inspecting models: serialized size, tensor payload, what is stored, CPU latency.
+
+- size: :func:`state_dict_bytes` (the ``torch.save`` file), :func:`payload_bytes`
+  (the tensor data alone, looking inside torchao's tensor subclasses),
+  :func:`file_breakdown`, :func:`count_by_dtype`, :func:`storage`;
+- structure: :func:`module_types`, :func:`inserted_modules` (what a prepare or
+  convert step did), :func:`linear_kinds`, :func:`work_by_layer_type`;
+- speed: :func:`latency`, :func:`latency_grid`, :func:`compare` (one table of
+  size, latency and accuracy), :func:`matmul_latency`, :func:`compile_for_cpu`.
 
 Bad arguments (something that is not a model, counts that are not positive
 ints, an example input the model cannot run on, accuracies that are not
@@ -19,10 +27,15 @@ from typing import Any, Callable, Iterator, Mapping
 
 import torch
 from torch import nn
+
 from .checks import check_int
+from .formats import VALUES_PER_ELEMENT
 
 __all__ = [
-    "state_dict_bytes", "file_breakdown", "stored_tensors", "element_bytes", "payload_bytes", "count_by_dtype", "Latency", "latency", "latency_grid", "compile_for_cpu", "compare",
+    "interleaved_latency",
+    "state_dict_bytes", "file_breakdown", "element_bytes", "payload_bytes", "count_by_dtype",
+    "storage", "module_types", "inserted_modules", "linear_kinds", "work_by_layer_type", "latency",
+    "latency_grid", "compare", "matmul_latency", "compile_for_cpu",
 ]
 
 
@@ -65,11 +78,7 @@ def state_dict_bytes(model: nn.Module) -> int:
     return buf.getbuffer().nbytes
 
 
-# Packed sub-byte dtypes hold several values per element.
-_VALUES_PER_ELEMENT = {torch.quint4x2: 2, torch.quint2x4: 4}
-
-
-def _is_subclass(t: torch.Tensor) -> bool:
+def is_tensor_subclass(t: torch.Tensor) -> bool:
     """True for a tensor subclass that stores its data in inner tensors (torchao's quantized weights)."""
     return type(t) not in (torch.Tensor, nn.Parameter) and hasattr(t, "__tensor_flatten__")
 
@@ -83,7 +92,7 @@ def stored_tensors(t: Any, prefix: str = "") -> Iterator[tuple[str, torch.Tensor
     (torch.ao's packed params) are walked into.
     """
     if isinstance(t, torch.Tensor):
-        if _is_subclass(t):
+        if is_tensor_subclass(t):
             names, _ = t.__tensor_flatten__()
             for name in names:
                 inner = getattr(t, name)
@@ -100,7 +109,7 @@ def element_bytes(t: torch.Tensor) -> float:
     """Bytes one value of ``t`` takes (a fraction for packed sub-byte dtypes)."""
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"t must be a torch.Tensor, not {type(t).__name__}")
-    return t.element_size() / _VALUES_PER_ELEMENT.get(t.dtype, 1)
+    return t.element_size() / VALUES_PER_ELEMENT.get(t.dtype, 1)
 
 
 def _state_tensors(model: nn.Module) -> Iterator[torch.Tensor]:
@@ -189,6 +198,55 @@ def latency(
         torch.set_num_threads(old_threads)
     q = statistics.quantiles(samples, n=10) if len(samples) > 1 else [samples[0]] * 9
     return Latency(statistics.median(samples), q[0], q[-1], tuple(samples), threads)
+
+
+def interleaved_latency(
+    calls: Mapping[str, Callable[[], object]],
+    *,
+    repeats: int = 50,
+    warmup: int = 5,
+    threads: int = 2,
+    progress: Any = None,
+) -> dict[str, Latency]:
+    """:func:`latency` of several zero-argument callables timed round-robin: one call of each in turn, per round.
+
+    Interleaving spreads a burst of other work on the machine over every
+    variant instead of one. The starting variant rotates each round.
+    ``progress``, if given, is a progress bar (e.g. ``train.progress(total=repeats)``)
+    updated once per round. The previous thread count is restored afterwards.
+    """
+    _check_mapping(calls, "calls", "{'FP32': lambda: model(x), 'INT8': lambda: qmodel(x)}")
+    if not calls:
+        raise ValueError("interleaved_latency needs at least one callable")
+    for name, fn in calls.items():
+        if not callable(fn):
+            raise TypeError(f"calls[{name!r}] must be a function of no arguments, not {type(fn).__name__}")
+    _check_timing(repeats, warmup, threads, 0.0)
+    repeats, warmup, threads = int(repeats), int(warmup), int(threads)
+    names = list(calls)
+    samples: dict[str, list[float]] = {n: [] for n in names}
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.inference_mode():
+            for name in names:
+                for _ in range(warmup):
+                    calls[name]()
+            for r in range(repeats):
+                k = r % len(names)
+                for name in names[k:] + names[:k]:
+                    t0 = time.perf_counter()
+                    calls[name]()
+                    samples[name].append((time.perf_counter() - t0) * 1e3)
+                if progress is not None:
+                    progress.update(1)
+    finally:
+        torch.set_num_threads(old_threads)
+    out = {}
+    for name, s in samples.items():
+        q = statistics.quantiles(s, n=10) if len(s) > 1 else [s[0]] * 9
+        out[name] = Latency(statistics.median(s), q[0], q[-1], tuple(s), threads)
+    return out
 
 
 def compare(
@@ -355,3 +413,122 @@ def file_breakdown(model: nn.Module) -> dict[str, int]:
     }
     out["file"] = total
     return out
+
+
+def storage(model: nn.Module, *, only: Callable[[str], bool] | None = None):
+    """What each state-dict entry really stores: class, inner tensors' dtype and shape, bytes (a DataFrame)."""
+    import pandas as pd
+
+    _check_module(model)
+    if only is not None and not callable(only):
+        raise TypeError(f"only must be a function, e.g. lambda key: key.startswith('net.1.'), or None; got {type(only).__name__} {only!r}")
+    rows = []
+    for key, value in model.state_dict().items():
+        if only is not None and not only(key):
+            continue
+        for inner, t in stored_tensors(value):
+            rows.append(
+                {
+                    "entry": key,
+                    "stored as": type(value).__name__,
+                    "part": inner or "-",
+                    "dtype": str(t.dtype).replace("torch.", ""),
+                    "shape": tuple(t.shape),
+                    "bytes": int(t.numel() * element_bytes(t)),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def linear_kinds(model: nn.Module) -> dict[str, str]:
+    """For each Linear-like module: its class, and the class of its weight if that is not a plain tensor."""
+    _check_module(model)
+    out = {}
+    for name, mod in model.named_modules():
+        cls = mod._get_name()  # torch.ao's dynamic Linear reports itself as DynamicQuantizedLinear
+        if "Linear" not in cls or "PackedParams" in cls:
+            continue
+        w = getattr(mod, "weight", None)
+        w = w() if callable(w) else w  # torch.ao's quantized Linear has weight() as a method
+        kind = cls
+        if isinstance(w, torch.Tensor):
+            kind += f"[{type(w).__name__}]" if is_tensor_subclass(w) else f"[{str(w.dtype).replace('torch.', '')}]"
+        out[name] = kind
+    return out
+
+
+def module_types(model: nn.Module) -> dict[str, str]:
+    """``{qualified name: class name}`` for every submodule (the root is ``''``)."""
+    _check_module(model)
+    return {name: mod._get_name() for name, mod in model.named_modules()}
+
+
+def inserted_modules(before: nn.Module, after: nn.Module) -> dict[str, str]:
+    """Submodules of ``after`` that are new or changed class compared with ``before``: what a prepare/convert step did."""
+    _check_module(before, "before")
+    _check_module(after, "after")
+    old = module_types(before)
+    return {name: cls for name, cls in module_types(after).items() if old.get(name) != cls and name}
+
+
+def work_by_layer_type(model: nn.Module, example: torch.Tensor) -> dict[str, dict[str, int]]:
+    """Parameters and multiply-accumulates of one forward pass on ``example``, per layer type (Conv2d, Linear).
+
+    Counted with forward hooks on ``nn.Conv2d`` and ``nn.Linear``: what dynamic
+    quantization of Linear layers can and cannot reach.
+    """
+    _check_module(model)
+    if not isinstance(example, torch.Tensor) or example.dim() == 0 or example.shape[0] == 0:
+        kind = f"a tensor of shape {tuple(example.shape)}" if isinstance(example, torch.Tensor) else type(example).__name__
+        raise TypeError(f"example must be a non-empty batch of inputs as a torch.Tensor, not {kind}")
+    totals: dict[str, dict[str, int]] = {}
+    hooks = []
+
+    def hook(mod: nn.Module, inputs, output) -> None:
+        kind = type(mod).__name__
+        if isinstance(mod, nn.Conv2d):
+            per_out = mod.in_channels // mod.groups * mod.kernel_size[0] * mod.kernel_size[1]
+        else:
+            per_out = mod.in_features
+        t = totals.setdefault(kind, {"parameters": 0, "MACs": 0})
+        t["parameters"] += sum(p.numel() for p in mod.parameters(recurse=False))
+        t["MACs"] += output[:1].numel() * per_out  # per image
+
+    for mod in model.modules():
+        if isinstance(mod, (nn.Conv2d, nn.Linear)):
+            hooks.append(mod.register_forward_hook(hook))
+    try:
+        with torch.inference_mode():
+            model.eval()(example[:1])
+    except (RuntimeError, TypeError, ValueError, IndexError) as exc:
+        raise ValueError(f"the model fails on example (shape {tuple(example.shape)}): {str(exc).strip().splitlines()[0]}. "
+                         "Pass an input batch shaped like its data") from None
+    finally:
+        for h in hooks:
+            h.remove()
+    return totals
+
+
+def matmul_latency(n: int = 512, *, repeats: int = 30, threads: int = 2) -> dict[str, Latency]:
+    """Time one ``n x n`` by ``n x n`` matrix multiply in FP32, BF16 and INT8 (``torch._int_mm``, INT32 result).
+
+    The INT8 kernel adds up INT8 products into INT32 exactly; whether it beats
+    FP32 depends on the CPU (VNNI / AMX instructions do INT8 dot products natively).
+    """
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+        raise TypeError(f"n={n!r} must be an int, not {type(n).__name__}")
+    if n < 16 or n % 8:
+        raise ValueError(f"n={n}: use a multiple of 8, at least 16 (torch._int_mm needs it)")
+    check_int("repeats", repeats, 1)
+    check_int("threads", threads, 1)
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=g)
+    b = torch.randn(n, n, generator=g)
+    a8 = torch.randint(-128, 128, (n, n), generator=g, dtype=torch.int8)
+    b8 = torch.randint(-128, 128, (n, n), generator=g, dtype=torch.int8)
+    ab, bb = a.bfloat16(), b.bfloat16()
+    return {
+        "FP32": latency(lambda _: torch.mm(a, b), a, repeats=repeats, threads=threads),
+        "BF16": latency(lambda _: torch.mm(ab, bb), a, repeats=repeats, threads=threads),
+        "INT8 -> INT32": latency(lambda _: torch._int_mm(a8, b8), a, repeats=repeats, threads=threads),
+    }

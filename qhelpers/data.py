@@ -1,4 +1,11 @@
-"""MNIST and Fashion-MNIST, found offline first, through torchvision's own dataset classes.
+"""The data sets: MNIST and Fashion-MNIST (found offline first), ImageNet-style folders, and calibration batches.
+
+:func:`loaders` gives seeded train/validation/test loaders of MNIST or
+Fashion-MNIST; :func:`imagenet_loaders` the same shape of thing over an
+ImageNet-style folder; :func:`calibration_batches` the seeded batches of
+training images that calibrate a model's observers, for either.
+
+Where the MNIST files come from, in order:
 
 Where the files come from, in order:
 
@@ -42,8 +49,8 @@ import fcntl
 import gzip
 import hashlib
 import json
-import numbers
 import os
+import re
 import shutil
 import struct
 import sys
@@ -57,9 +64,10 @@ from typing import Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 from torchvision import datasets
+from torchvision import models as tv_models
 
+from .checks import SEED_MAX, check_int, describe
 from .record import atomic_open
-from .checks import check_int
 
 __all__ = [
     "DATASETS",
@@ -71,8 +79,6 @@ __all__ = [
     "split",
     "Loaders",
     "loaders",
-    "calibration_loader",
-    "SEED_MAX",
     "TEXTS",
     "TextSource",
     "resolve_text",
@@ -80,6 +86,11 @@ __all__ = [
     "CharVocab",
     "TextSplits",
     "char_splits",
+    "calibration_batches",
+    "imagenet_loaders",
+    "image_folder",
+    "class_indices",
+    "preprocess",
 ]
 
 DATASETS: dict[str, type[datasets.MNIST]] = {
@@ -117,7 +128,10 @@ _UNPACKED_MD5: dict[str, dict[str, str]] = {
     },
 }
 _STAMP = ".qhelpers-verified.json"  # in <data>/<DataSet>/: {file: [size, mtime_ns, md5]} of files that passed
-SEED_MAX = 2**32 - 1  # NumPy's limit, so that one seed works for every library the course seeds
+# ImageNet: the categories of torchvision's ResNet-18 weights, and its class-folder names (WordNet ids).
+_IMAGENET_WEIGHTS = tv_models.ResNet18_Weights.IMAGENET1K_V1
+CATEGORIES: list[str] = list(_IMAGENET_WEIGHTS.meta["categories"])
+_SYNSET = re.compile(r"^n\d{8}$")
 
 
 class DataUnavailableError(RuntimeError):
@@ -333,6 +347,28 @@ def _remove_stale_staging(root: Path) -> None:
 
 
 _USE_ANOTHER = "set QHELPERS_DATA (or pass root=) to a writable folder"
+
+
+@contextmanager
+def _installing(root: Path) -> Iterator[str]:
+    """The data folder created and locked (stale staging folders of killed runs removed), and a staging folder in it.
+
+    Whatever is left in the staging folder is removed on the way out; a folder
+    that cannot be written becomes one :class:`DataUnavailableError` saying so.
+    """
+    if root.exists() and not root.is_dir():
+        raise DataUnavailableError(f"the data folder {root} is a file, not a folder; {_USE_ANOTHER}")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with _locked(root) as held:
+            if held:
+                _remove_stale_staging(root)
+            with tempfile.TemporaryDirectory(prefix=".staging-", dir=root) as tmp:
+                yield tmp
+    except OSError as exc:
+        raise DataUnavailableError(
+            f"the data folder {root} cannot be written ({exc.strerror or exc}: {exc.filename or root}); {_USE_ANOTHER}"
+        ) from exc
 # What to do about a source file that failed its check, by source.
 _REPLACE = {
     "folder": "Delete it, or replace it with a good copy (then the other sources are tried).",
@@ -388,40 +424,29 @@ def resolve(
         sources.append((f"Debian package dataset-fashion-mnist at {debian_dir}", "debian", debian_dir))
     sources.append(("torchvision download" + ("" if allow_download else " (disabled)"), "download", root))
 
-    if root.exists() and not root.is_dir():
-        raise DataUnavailableError(f"the data folder {root} is a file, not a folder; {_USE_ANOTHER}")
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        with _locked(root) as held:
-            if held:
-                _remove_stale_staging(root)
-            if _is_complete(raw, cls):  # installed by another process while we waited
-                _verify(raw, cls, name)
-                return root
-            with tempfile.TemporaryDirectory(prefix=".staging-", dir=root) as tmp:
-                for label, kind, source in sources:
-                    if kind is None or (kind == "download" and not allow_download):
-                        tried.append(label)
-                        continue
-                    stage = Path(tmp) / kind
-                    stage.mkdir()
-                    try:
-                        if kind == "download":
-                            _stage_download(cls, stage)
-                        else:
-                            _stage_from(source, cls, stage, check_md5=kind == "mirror")
-                    except CorruptDataError as exc:
-                        raise CorruptDataError(f"{exc}. {_REPLACE[kind]}") from None
-                    except Exception as exc:  # noqa: BLE001 - each failure is reported below
-                        tried.append(f"{label}: {type(exc).__name__}: {exc}")
-                        continue
-                    _install(stage, raw, cls)
-                    _write_stamp(raw, cls)
-                    return root
-    except OSError as exc:
-        raise DataUnavailableError(
-            f"the data folder {root} cannot be written ({exc.strerror or exc}: {exc.filename or root}); {_USE_ANOTHER}"
-        ) from exc
+    with _installing(root) as tmp:
+        if _is_complete(raw, cls):  # installed by another process while we waited
+            _verify(raw, cls, name)
+            return root
+        for label, kind, source in sources:
+            if kind is None or (kind == "download" and not allow_download):
+                tried.append(label)
+                continue
+            stage = Path(tmp) / kind
+            stage.mkdir()
+            try:
+                if kind == "download":
+                    _stage_download(cls, stage)
+                else:
+                    _stage_from(source, cls, stage, check_md5=kind == "mirror")
+            except CorruptDataError as exc:
+                raise CorruptDataError(f"{exc}. {_REPLACE[kind]}") from None
+            except Exception as exc:  # noqa: BLE001 - each failure is reported below
+                tried.append(f"{label}: {type(exc).__name__}: {exc}")
+                continue
+            _install(stage, raw, cls)
+            _write_stamp(raw, cls)
+            return root
     how = (
         f"copy the four .gz files ({', '.join(f for f, _ in _files(cls))}) into {raw}, point QHELPERS_DATA_MIRROR "
         f"at a folder holding {cls.__name__}/raw/*.gz"
@@ -523,24 +548,51 @@ def loaders(
     )
 
 
-def calibration_loader(loader: DataLoader, num_batches: int) -> list[torch.Tensor]:
-    """The first ``num_batches`` input batches of ``loader`` (of ``(images, labels)`` or bare images), for calibrating observers."""
-    if isinstance(num_batches, numbers.Integral) and not isinstance(num_batches, bool) and num_batches < 1:
-        raise ValueError(f"num_batches={num_batches}: calibration needs at least one batch")
-    num_batches = check_int("num_batches", num_batches, 1)
-    if not hasattr(loader, "__iter__"):
-        raise TypeError(f"loader must yield batches of (images, labels), e.g. a DataLoader; got {type(loader).__name__}")
+def shuffled(dataset: Dataset, batch_size: int, seed: int) -> DataLoader:
+    """A loader over ``dataset`` that shuffles with its own generator seeded by ``seed``.
+
+    The batches depend on the seed alone, not on how often another loader
+    over the same images has been iterated before (e.g. whether a model was
+    trained now or loaded from the cache).
+    """
+    check_int("batch_size", batch_size, 1)
+    _check_seed(seed)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))
+
+
+def calibration_batches(
+    data: Loaders | Dataset, num_batches: int, *, batch_size: int | None = None, seed: int = 0
+) -> list[torch.Tensor]:
+    """``num_batches`` batches of training images, shuffled with ``seed``: what calibrates the observers.
+
+    ``data`` is a :class:`Loaders` (its training images, in batches of its
+    training batch size unless ``batch_size`` is given; for an ImageNet folder
+    these are the images set aside for calibration) or a ``Dataset`` of
+    ``(image, label)`` pairs (then ``batch_size`` defaults to 64). The same
+    seed gives the same batches (see :func:`shuffled`).
+    """
+    if isinstance(data, Loaders):
+        dataset, default = data.train.dataset, data.train.batch_size
+    elif isinstance(data, Dataset) and hasattr(data, "__len__"):
+        dataset, default = data, 64
+    else:
+        raise TypeError(f"data must be a qhelpers.data.Loaders (e.g. qhelpers.data.loaders('mnist')) or a Dataset, "
+                        f"not {describe(data)}")
+    check_int("num_batches", num_batches, 1)
+    _check_seed(seed)
+    if batch_size is not None:
+        check_int("batch_size", batch_size, 1)
+    if len(dataset) == 0:  # type: ignore[arg-type]
+        raise ValueError("the data set is empty: give it at least one image to calibrate on")
     batches = []
-    for i, batch in enumerate(loader):
-        images = batch[0] if isinstance(batch, (tuple, list)) and len(batch) == 2 else batch
+    for i, batch in enumerate(shuffled(dataset, batch_size or default or 64, seed)):
+        images = batch[0] if isinstance(batch, (tuple, list)) else batch
         if not isinstance(images, torch.Tensor):
-            raise TypeError(f"batch {i} of the loader is a {type(batch).__name__}; the loader must yield (images, labels) "
-                            "pairs or image tensors, e.g. a DataLoader over a TensorDataset")
+            raise TypeError(f"batch {i} holds a {type(images).__name__}; the data set must hold (image, label) pairs "
+                            "of tensors, e.g. a TensorDataset")
         batches.append(images)
         if len(batches) == num_batches:
             break
-    if not batches:
-        raise ValueError("the calibration loader is empty: give it a dataset with at least one image")
     return batches
 
 
@@ -648,53 +700,42 @@ def resolve_text(
     if mirror is None and os.environ.get("QHELPERS_DATA_MIRROR"):
         mirror = Path(os.environ["QHELPERS_DATA_MIRROR"])
     tried = [f"data folder {dest}: not there yet"]
-    if root.exists() and not root.is_dir():
-        raise DataUnavailableError(f"the data folder {root} is a file, not a folder; {_USE_ANOTHER}")
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        with _locked(root) as held:
-            if held:
-                _remove_stale_staging(root)
-            if dest.is_file():  # installed by another process while we waited
-                _verify_text(dest, src, name)
-                return dest
-            with tempfile.TemporaryDirectory(prefix=".staging-", dir=root) as tmp:
-                staged = Path(tmp) / src.file
-                for kind in ("mirror", "download"):
-                    if kind == "mirror":
-                        if mirror is None:
-                            tried.append("offline mirror: QHELPERS_DATA_MIRROR is not set")
-                            continue
-                        origin = mirror / src.folder / src.file
-                        label = f"offline mirror {origin} (QHELPERS_DATA_MIRROR)"
-                        if not origin.is_file():
-                            tried.append(f"{label}: FileNotFoundError: {origin} is missing")
-                            continue
-                        shutil.copyfile(origin, staged)
-                    else:
-                        label = f"download from {src.url}"
-                        if not allow_download:
-                            tried.append(label + " (disabled)")
-                            continue
-                        try:
-                            _download(src.url, staged)
-                        except Exception as exc:  # noqa: BLE001 - offline, refused, timed out: reported below
-                            tried.append(f"{label}: {type(exc).__name__}: {exc}")
-                            staged.unlink(missing_ok=True)
-                            continue
-                        origin = src.url
-                    try:
-                        _check_text_file(staged, src, str(origin))
-                    except CorruptDataError as exc:
-                        raise CorruptDataError(f"{exc}. {_REPLACE[kind]}") from None
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    os.replace(staged, dest)
-                    _verify_text(dest, src, name)  # records the stamp
-                    return dest
-    except OSError as exc:
-        raise DataUnavailableError(
-            f"the data folder {root} cannot be written ({exc.strerror or exc}: {exc.filename or root}); {_USE_ANOTHER}"
-        ) from exc
+    with _installing(root) as tmp:
+        if dest.is_file():  # installed by another process while we waited
+            _verify_text(dest, src, name)
+            return dest
+        staged = Path(tmp) / src.file
+        for kind in ("mirror", "download"):
+            if kind == "mirror":
+                if mirror is None:
+                    tried.append("offline mirror: QHELPERS_DATA_MIRROR is not set")
+                    continue
+                origin = mirror / src.folder / src.file
+                label = f"offline mirror {origin} (QHELPERS_DATA_MIRROR)"
+                if not origin.is_file():
+                    tried.append(f"{label}: FileNotFoundError: {origin} is missing")
+                    continue
+                shutil.copyfile(origin, staged)
+            else:
+                label = f"download from {src.url}"
+                if not allow_download:
+                    tried.append(label + " (disabled)")
+                    continue
+                try:
+                    _download(src.url, staged)
+                except Exception as exc:  # noqa: BLE001 - offline, refused, timed out: reported below
+                    tried.append(f"{label}: {type(exc).__name__}: {exc}")
+                    staged.unlink(missing_ok=True)
+                    continue
+                origin = src.url
+            try:
+                _check_text_file(staged, src, str(origin))
+            except CorruptDataError as exc:
+                raise CorruptDataError(f"{exc}. {_REPLACE[kind]}") from None
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staged, dest)
+            _verify_text(dest, src, name)  # records the stamp
+            return dest
     how = (f"copy {src.file} ({src.size:,} bytes, sha256 {src.sha256}) to {dest}, point QHELPERS_DATA_MIRROR at a "
            f"folder holding {src.folder}/{src.file}, or connect to the internet for the download")
     raise DataUnavailableError(f"{name} is not available. Tried, in order:\n  - " + "\n  - ".join(tried) + f"\nTo fix: {how}.")
@@ -765,6 +806,122 @@ def char_splits(name: str = "tinyshakespeare", val_fraction: float = 0.1, root: 
     ids = vocab.encode(text)
     n = int(len(ids) * (1 - val_fraction))
     return TextSplits(vocab, ids[:n], ids[n:], name)
+# --- ImageNet-style folders -----------------------------------------------------------------------
+
+def preprocess():
+    """The preprocessing torchvision's ResNet-18 weights were trained with: resize 256, center-crop 224, normalize."""
+    return _IMAGENET_WEIGHTS.transforms()
+
+
+def class_indices(class_names: list[str]) -> list[int]:
+    """ImageNet class index (0-999) of each ``ImageFolder`` class folder, in the folder's (sorted) order.
+
+    Three layouts are understood:
+
+    - all 1000 classes (e.g. synset folders ``n01440764`` ... of the ImageNet
+      validation set): the sorted order *is* ImageNet's class order;
+    - folders named by index, ``"0"`` ... ``"999"`` (any subset);
+    - folders named by the weights' category names, ``"tench"``, ``"goldfish"`` ... (any subset).
+
+    Index and category names are looked up whatever their number, so 1000
+    folders ``"0"`` ... ``"999"`` (sorted as strings: ``"0", "1", "10", "100"``
+    ...) get their own indices, not their position.
+    """
+    if isinstance(class_names, str) or not isinstance(class_names, (list, tuple)) or not all(
+        isinstance(name, str) for name in class_names
+    ):
+        raise TypeError(f"class_names must be a list of folder names (strings), e.g. ImageFolder(...).classes, "
+                        f"not {type(class_names).__name__} {class_names!r}"[:200])
+    if not class_names:
+        raise ValueError("no class folders: an ImageFolder needs one sub-folder of images per class")
+    if len(set(class_names)) != len(class_names):
+        twice = sorted({name for name in class_names if class_names.count(name) > 1})
+        raise ValueError(f"class folders {twice[:5]} appear more than once: each class needs one folder")
+    if len(class_names) == len(CATEGORIES) and all(_SYNSET.match(name) for name in class_names):
+        return list(range(len(CATEGORIES)))
+    if all(name.isdigit() for name in class_names):
+        idx = [int(name) for name in class_names]
+        bad = [name for name, i in zip(class_names, idx) if i >= len(CATEGORIES)]
+        if bad:
+            raise ValueError(f"class folders {bad} are not ImageNet indices (0-{len(CATEGORIES) - 1})")
+        return idx
+    lookup = {name: i for i, name in enumerate(CATEGORIES)}
+    unknown = [name for name in class_names if name not in lookup]
+    if unknown:
+        raise ValueError(
+            f"cannot map class folders {unknown[:5]}{' ...' if len(unknown) > 5 else ''} to ImageNet classes: "
+            "name the folders by ImageNet index "
+            "('0'-'999'), by category name (e.g. 'tench', 'goldfish': torchvision's ResNet18_Weights.meta"
+            "['categories']), or give all 1000 synset folders (n01440764, ...)"
+        )
+    return [lookup[name] for name in class_names]
+
+
+def check_folder_arg(root: object) -> Path:
+    """``root`` as a ``Path`` if it is a non-empty folder path (str or Path); it need not exist yet."""
+    if not isinstance(root, (str, os.PathLike)) or str(root) == "":
+        raise TypeError(f"imagenet_dir={root!r} must be a folder path (str or Path) in ImageFolder layout")
+    return Path(root).expanduser()
+
+
+def image_folder(root: Path | str):
+    """``torchvision.datasets.ImageFolder`` of ``root`` with the weights' preprocessing and ImageNet labels."""
+    from torchvision.datasets import ImageFolder
+
+    root = check_folder_arg(root)
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"imagenet_dir={str(root)!r} is a file, not a folder: give the folder that holds one "
+                         "sub-folder of images per class (root/<class>/<image>.jpg)")
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"imagenet_dir={str(root)!r} is not a folder: give an ImageFolder layout (root/<class>/<image>.jpg), "
+            "e.g. the ImageNet validation set sorted into class folders"
+        )
+    try:
+        folder = ImageFolder(str(root), transform=preprocess())
+    except FileNotFoundError as exc:  # no class folders, or a class folder without images
+        raise ValueError(f"{root} is not a usable ImageFolder: {exc}") from None
+    to_imagenet = class_indices(folder.classes)
+    folder.target_transform = to_imagenet.__getitem__
+    return folder
+
+
+def imagenet_loaders(
+    root: Path | str,
+    *,
+    calibration_images: int = 256,
+    batch_size: int = 32,
+    limit: int | None = None,
+    seed: int = 0,
+) -> Loaders:
+    """Loaders over an ImageNet-style folder: a seeded split into calibration and evaluation images.
+
+    ``train`` (and ``val``) hold the ``calibration_images`` used to calibrate
+    the observers, ``test`` the rest (at most ``limit`` images). No image is
+    used for both. ``dataset`` is ``"imagenet"``.
+    """
+    check_int("calibration_images", calibration_images, 1)
+    check_int("batch_size", batch_size, 1)
+    if limit is not None:
+        check_int("limit", limit, 1)
+    _check_seed(seed)
+    folder = image_folder(root)
+    n = len(folder)
+    if not 0 < calibration_images < n:
+        raise ValueError(
+            f"calibration_images={calibration_images} must leave images to evaluate on: the folder holds {n}"
+        )
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    calib, rest = perm[:calibration_images], perm[calibration_images:]
+    if limit is not None:
+        rest = rest[:limit]
+    cal_loader = DataLoader(Subset(folder, calib), batch_size=batch_size)
+    return Loaders(
+        train=cal_loader,
+        val=cal_loader,
+        test=DataLoader(Subset(folder, sorted(rest)), batch_size=batch_size),
+        dataset="imagenet",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

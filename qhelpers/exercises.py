@@ -10,22 +10,40 @@ setup is wrong (a model already quantized, an example the model cannot run on).
 - chapter 01: :func:`check_quantize` (write the affine quantize step);
 - chapter 02: :func:`check_skip_last_linear` (quantize every Linear but the last);
 - chapter 03: :func:`check_fake_quant_ste` (fake quantization with a straight-through gradient);
+- chapter 04: :func:`check_ptq_eager` (fuse, prepare, calibrate and convert a model yourself);
+- chapter 05: :func:`check_keep_float` (choose the layers to keep in FP32 to reach an accuracy);
 - chapter 06: :func:`check_pack_int4` (two 4-bit codes per byte, and back).
+
+A stub that still raises ``NotImplementedError`` gets a "not done yet" verdict,
+so a notebook shipping stubs runs clean. Where an exercise asks you to write a
+kernel yourself, the checker runs your function with that kernel (and the
+course's own implementation of it) patched to raise, and refuses an answer
+that calls it: a wrapper around ``torch.quantize_per_tensor`` does not pass.
+Reference solutions live in :mod:`qhelpers.solutions`, outside the notebooks.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
-import sys
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator, Sequence
+from unittest import mock
 
 import torch
 from torch import nn
 
-from .flows import check_float_model
+from . import ptq, quant, qat
+from .checks import check_float_model
 
-__all__ = ["Feedback", "check_quantize", "check_skip_last_linear", "check_fake_quant_ste", "check_pack_int4"]
+__all__ = ["Feedback", "check_quantize", "check_skip_last_linear", "check_fake_quant_ste", "check_ptq_eager",
+           "check_keep_float", "check_pack_int4", "KERNELS"]
+
+# The PyTorch kernels the exercises of chapters 01 and 03 ask the learner to write: a solution may not call them.
+KERNELS = ("quantize_per_tensor", "quantize_per_channel", "quantize_per_tensor_dynamic",
+           "fake_quantize_per_tensor_affine", "fake_quantize_per_channel_affine",
+           "_fake_quantize_learnable_per_tensor_affine", "_fake_quantize_learnable_per_channel_affine",
+           "fused_moving_avg_obs_fake_quant")
 
 
 @dataclass(frozen=True)
@@ -49,11 +67,68 @@ def _require_callable(fn: object, what: str) -> None:
         raise TypeError(f"pass your {what} itself (a function), not {type(fn).__name__}")
 
 
-def _call(fn: Callable, *args) -> tuple[object, str | None]:
+class _Forbidden(Exception):
+    """Raised by a kernel the exercise forbids, while the learner's function runs."""
+
+
+def _refuse(*args, **kwargs):  # swapped in as the code of a forbidden Python function (no closure: any function takes it)
+    # runs with the globals of the function it replaces: reach _Forbidden through the import system
+    # (``__name__`` is that function's module, e.g. qhelpers.packing)
+    raise __import__("qhelpers.exercises", fromlist=["_Forbidden"])._Forbidden(
+        f"a function of {__name__} that does the exercise for you")
+
+
+@contextlib.contextmanager
+def _forbid(kernels: Sequence[str] = (), functions: Sequence[Callable] = (), observers: bool = False) -> Iterator[None]:
+    """While inside, calling ``torch.<kernel>`` for each name in ``kernels``, any of ``functions`` (however imported),
+    or creating an observer / FakeQuantize module raises :class:`_Forbidden` naming what was called."""
+    def refuse(name: str) -> Callable:
+        def raiser(*args, **kwargs):
+            raise _Forbidden(name)
+        return raiser
+
+    with contextlib.ExitStack() as stack:
+        for name in kernels:
+            if hasattr(torch, name):
+                stack.enter_context(mock.patch.object(torch, name, refuse(f"torch.{name}")))
+        if observers:
+            from torch.ao.quantization.fake_quantize import FakeQuantizeBase
+            from torch.ao.quantization.observer import ObserverBase
+
+            stack.enter_context(mock.patch.object(ObserverBase, "__init__", refuse("an observer (torch.ao.quantization)")))
+            stack.enter_context(mock.patch.object(FakeQuantizeBase, "__init__", refuse("a FakeQuantize module")))
+        saved = [(f, f.__code__) for f in functions]
+        try:
+            for f, _ in saved:
+                f.__code__ = _refuse.__code__
+            yield
+        finally:
+            for f, code in saved:
+                f.__code__ = code
+
+
+def _call(fn: Callable, *args, forbidden: str = "") -> tuple[object, str | None]:
+    """``fn(*args)``: its result, or what went wrong as a message (a stub, a forbidden call, any exception)."""
     try:
         return fn(*args), None
+    except NotImplementedError:
+        return None, "not done yet: your function still raises NotImplementedError; write it and run the check again"
+    except _Forbidden as exc:
+        return None, f"your function calls {exc}, which is what this exercise asks you to write yourself{forbidden}"
     except Exception as exc:  # the learner's code: report it, do not crash the notebook
         return None, f"calling it raised {type(exc).__name__}: {exc}"
+
+
+def _is_kernel(fn: object, kernels: Sequence[str], functions: Sequence[Callable] = ()) -> str | None:
+    """The name of the forbidden kernel ``fn`` is (itself, or a functools.partial of it), or None."""
+    base = getattr(fn, "func", fn)  # functools.partial
+    for name in kernels:
+        if hasattr(torch, name) and base is getattr(torch, name):
+            return f"torch.{name}"
+    for f in functions:
+        if base is f:
+            return f"{f.__module__}.{f.__name__}"
+    return None
 
 
 # (name, quant_min, quant_max, torch dtype for the reference, scale, zero_point)
@@ -77,14 +152,23 @@ def check_quantize(fn: Callable) -> Feedback:
 
     Checked against ``torch.quantize_per_tensor(...).int_repr()`` on three
     (range, scale, zero-point) cases, including values far outside the range.
+    ``fn`` runs with PyTorch's quantize/fake-quantize kernels, observers and
+    ``qhelpers.quant``'s quantize patched to raise: an answer calling them fails.
     """
     _require_callable(fn, "quantize function")
+    own = (quant.quantize, quant.fake_quantize, quant.grid_codes)
+    kernel = _is_kernel(fn, KERNELS, own)
+    if kernel:
+        return Feedback(False, f"you passed {kernel} itself: write your own function, using only torch.round, "
+                               "torch.clamp and arithmetic")
     x = _quantize_inputs()
     for name, qmin, qmax, dtype, scale, zp in _QUANTIZE_CASES:
         expected = torch.quantize_per_tensor(x, scale, zp, dtype).int_repr().to(torch.int64)
-        got, err = _call(fn, x.clone(), scale, zp, qmin, qmax)
+        with _forbid(KERNELS, own, observers=True):
+            got, err = _call(fn, x.clone(), scale, zp, qmin, qmax,
+                             forbidden=": use only torch.round, torch.clamp and arithmetic")
         if err:
-            return Feedback(False, f"[{name}] {err}")
+            return Feedback(False, err if err.startswith("not done yet") else f"[{name}] {err}")
         if not isinstance(got, torch.Tensor):
             return Feedback(False, f"[{name}] return a torch.Tensor of integer codes, not {type(got).__name__}")
         if got.shape != x.shape:
@@ -188,9 +272,16 @@ def check_fake_quant_ste(fn: Callable) -> Feedback:
 
     The forward values must equal ``torch.fake_quantize_per_tensor_affine``
     (up to a rare tie); the gradient must be 1 where ``x`` is inside the
-    clipping range and 0 where it was clipped, as PyTorch's.
+    clipping range and 0 where it was clipped, as PyTorch's. ``fn`` runs with
+    PyTorch's fake-quantize and quantize kernels, observers and
+    ``qhelpers.quant.fake_quantize`` patched to raise: an answer calling them fails.
     """
     _require_callable(fn, "fake-quantize function")
+    own = (quant.quantize, quant.fake_quantize, quant.grid_codes)
+    kernel = _is_kernel(fn, KERNELS, own)
+    if kernel:
+        return Feedback(False, f"you passed {kernel} itself: write your own function (torch.round, torch.clamp, "
+                               "arithmetic and .detach())")
     g = torch.Generator().manual_seed(7)
     x0 = torch.cat([torch.randn(3000, generator=g) * 3.0, torch.tensor([0.0, 100.0, -100.0])])
     scale, zp, qmin, qmax = 0.05, 3, -128, 127
@@ -198,7 +289,9 @@ def check_fake_quant_ste(fn: Callable) -> Feedback:
     ref = torch.fake_quantize_per_tensor_affine(xr, scale, zp, qmin, qmax)
     ref.sum().backward()
     x = x0.clone().requires_grad_(True)
-    got, err = _call(fn, x, scale, zp, qmin, qmax)
+    with _forbid(KERNELS, own, observers=True):
+        got, err = _call(fn, x, scale, zp, qmin, qmax,
+                         forbidden=": use torch.round, torch.clamp, arithmetic and .detach()")
     if err:
         return Feedback(False, err)
     if not isinstance(got, torch.Tensor) or got.shape != x0.shape:
@@ -232,49 +325,20 @@ def check_fake_quant_ste(fn: Callable) -> Feedback:
 # --- chapter 06: bit packing ------------------------------------------------------------------------
 
 
-def _packer_files() -> dict[str, str]:
-    """The source files of the packers a solution must not call, by the prefix to report with a function's name."""
+def _packers() -> list[Callable]:
+    """The packers a solution must not call: the course's own, and torchao's."""
     from . import packing
 
-    files = {packing.__file__: "qhelpers.packing."}
+    functions: list[Callable] = [packing.pack, packing.unpack]
     try:
         from torchao.prototype.dtypes.uintx import bitpacking
     except ImportError:  # pragma: no cover - torchao is pinned
-        return files
-    files[bitpacking.__file__] = "torchao's bitpacking."
-    return files
+        return functions
+    return functions + [getattr(bitpacking, n) for n in ("pack", "unpack", "pack_cpu", "unpack_cpu")
+                        if callable(getattr(bitpacking, n, None))]
 
 
-class _Forbidden(Exception):
-    pass
-
-
-def _run_watched(fn: Callable, arg: torch.Tensor, forbidden: dict[str, str]) -> tuple[object, str | None]:
-    """Call ``fn(arg)``; report an exception, or a call into a library packer, as a message."""
-    used: list[str] = []
-
-    def watch(frame, event, _arg):  # a profiler sees every Python call, however the function was imported
-        if event == "call" and frame.f_code.co_filename in forbidden and not used:
-            used.append(forbidden[frame.f_code.co_filename] + frame.f_code.co_name)
-            raise _Forbidden
-
-    old = sys.getprofile()
-    sys.setprofile(watch)
-    try:
-        result = fn(arg.clone())
-    except NotImplementedError:
-        return None, "not done yet"
-    except _Forbidden:
-        return None, f"forbidden:{used[0]}"
-    except Exception as exc:  # the learner's code: report it, do not crash the notebook
-        if used:
-            return None, f"forbidden:{used[0]}"
-        return None, f"calling it raised {type(exc).__name__}: {exc}"
-    finally:
-        sys.setprofile(old)
-    if used:
-        return None, f"forbidden:{used[0]}"
-    return result, None
+_SHIFTS = ": write the packing yourself with shifts (<<, >>) and masks (&, |)"
 
 
 def _pack_int4_cases() -> list[tuple[str, torch.Tensor]]:
@@ -288,15 +352,6 @@ def _pack_int4_cases() -> list[tuple[str, torch.Tensor]]:
     ]
 
 
-def _explain_pack(message: str, what: str) -> Feedback:
-    if message == "not done yet":
-        return Feedback(False, f"not done yet: {what} still raises NotImplementedError. Write it, then run this cell again")
-    if message.startswith("forbidden:"):
-        return Feedback(False, f"{what} calls {message.split(':', 1)[1]}: write the packing yourself with shifts "
-                               "(<<, >>) and masks (&, |)")
-    return Feedback(False, f"{what}: {message}")
-
-
 def check_pack_int4(pack_fn: Callable[[torch.Tensor], torch.Tensor], unpack_fn: Callable[[torch.Tensor], torch.Tensor]) -> Feedback:
     """Check ``pack_fn(codes) -> packed`` and ``unpack_fn(packed) -> codes`` for 4-bit codes.
 
@@ -306,16 +361,17 @@ def check_pack_int4(pack_fn: Callable[[torch.Tensor], torch.Tensor], unpack_fn: 
     in the high nibble (bits 4-7), the layout of :func:`qhelpers.packing.pack`;
     ``unpack_fn`` must give the codes back exactly.
     """
-    for fn, what in ((pack_fn, "pack"), (unpack_fn, "unpack")):
-        if not callable(fn):
-            raise TypeError(f"pass your {what} function itself, not {type(fn).__name__}")
-    forbidden = _packer_files()
+    _require_callable(pack_fn, "pack function")
+    _require_callable(unpack_fn, "unpack function")
     from . import packing
+
+    forbidden = _packers()
     for name, codes in _pack_int4_cases():
         expected = packing.pack(codes, 4)
-        got, err = _run_watched(pack_fn, codes, forbidden)
+        with _forbid(functions=forbidden):
+            got, err = _call(pack_fn, codes.clone(), forbidden=_SHIFTS)
         if err:
-            return _explain_pack(err, "your pack")
+            return Feedback(False, f"pack: {err}")
         if not isinstance(got, torch.Tensor):
             return Feedback(False, f"[{name}] pack must return a torch.Tensor, not {type(got).__name__}")
         if got.shape != expected.shape:
@@ -339,9 +395,10 @@ def check_pack_int4(pack_fn: Callable[[torch.Tensor], torch.Tensor], unpack_fn: 
             i = int(torch.nonzero(got.flatten() != expected.flatten())[0])
             return Feedback(False, f"[{name}] byte {i} is {int(got.flatten()[i])}, expected {int(expected.flatten()[i])} "
                                    f"(= low | high << 4); e.g. codes [1, 2] pack to 1 | 2 << 4 = 33")
-        back, err = _run_watched(unpack_fn, expected, forbidden)
+        with _forbid(functions=forbidden):
+            back, err = _call(unpack_fn, expected.clone(), forbidden=_SHIFTS)
         if err:
-            return _explain_pack(err, "your unpack")
+            return Feedback(False, f"unpack: {err}")
         if not isinstance(back, torch.Tensor):
             return Feedback(False, f"[{name}] unpack must return a torch.Tensor, not {type(back).__name__}")
         if back.shape != codes.shape:
@@ -358,3 +415,108 @@ def check_pack_int4(pack_fn: Callable[[torch.Tensor], torch.Tensor], unpack_fn: 
             return Feedback(False, f"[{name}] unpack(pack(codes)) differs from codes: put each byte's low nibble first, "
                                    "then its high nibble (torch.stack([low, high], dim=-1), then reshape)")
     return Feedback(True, f"pack and unpack agree with qhelpers.packing on {len(_pack_int4_cases())} cases, edge codes included")
+def _is_converted(model: nn.Module) -> bool:
+    return any(type(m).__module__.startswith("torch.ao.nn.quantized") or type(m).__module__.startswith("torch.ao.nn.intrinsic.quantized")
+               for m in model.modules())
+
+
+def check_ptq_eager(fn: Callable, model: nn.Module, calibration: Sequence[torch.Tensor],
+                    fuse: Sequence[Sequence[str]]) -> Feedback:
+    """Exercise 04: ``fn(model, calibration, fuse)`` returns an INT8 *copy* of ``model`` made with torch.ao's eager
+    calls: fuse the groups ``fuse``, set the ``x86`` qconfig, ``prepare``, run ``calibration`` through it, ``convert``.
+
+    Compared with :func:`qhelpers.ptq.ptq_eager` on the same model and calibration: same quantized modules, outputs
+    equal to within one step of the output grid on every element. ``fn`` runs with the course's own flows
+    (``qhelpers.ptq.ptq_eager``/``ptq_fx``/``ptq_pt2e``, ``qhelpers.qat`` helpers) patched to raise.
+    """
+    _require_callable(fn, "quantization function")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    helpers = (ptq.ptq_eager, ptq.ptq_fx, ptq.ptq_pt2e, qat.ptq_lowbit)
+    if _is_kernel(fn, (), helpers):
+        return Feedback(False, "you passed the course's own ptq_eager: write the steps yourself with torch.ao.quantization")
+    reference = ptq.ptq_eager(model, list(calibration), fuse=[list(g) for g in fuse])  # checks model, calibration, fuse
+    before = copy.deepcopy(model.state_dict())
+    kinds_before = [type(m) for m in model.modules()]
+    example = torch.cat(list(calibration))
+    with _forbid((), helpers):
+        result, err = _call(fn, model, list(calibration), [list(g) for g in fuse],
+                            forbidden=": call fuse_modules, prepare and convert (torch.ao.quantization) yourself")
+    if err:
+        return Feedback(False, err)
+    if not isinstance(result, nn.Module):
+        return Feedback(False, f"return the converted model (an nn.Module), not {type(result).__name__}")
+    if [type(m) for m in model.modules()] != kinds_before or list(model.state_dict()) != list(before) or any(
+            not torch.equal(a, b) for a, b in zip(model.state_dict().values(), before.values())):
+        return Feedback(False, "your function changed the model it was given: quantize a copy (copy.deepcopy(model))")
+    kinds = {type(m).__name__ for m in result.modules()}
+    if any("Observer" in k or "FakeQuantize" in k for k in kinds) and not _is_converted(result):
+        return Feedback(False, "the model still holds observers: after calibrating, call convert (torch.ao.quantization.convert)")
+    if not _is_converted(result):
+        return Feedback(False, "no layer of the result is quantized: set model.qconfig = get_default_qconfig('x86'), then "
+                               "prepare, calibrate and convert")
+    expected_kinds = {type(m).__name__ for m in reference.modules()}
+    if "ConvReLU2d" in expected_kinds and "ConvReLU2d" not in kinds:
+        return Feedback(False, f"the layers were not fused (found {sorted(k for k in kinds if 'Conv' in k or 'Linear' in k)}): "
+                               "call torch.ao.quantization.fuse_modules(m, fuse, inplace=True) before prepare")
+    with torch.inference_mode():
+        want = reference(example)
+        try:
+            got = result.eval()(example)
+        except Exception as exc:  # the learner's model: report it
+            return Feedback(False, f"running the result raised {type(exc).__name__}: {str(exc).splitlines()[0]}")
+    if not isinstance(got, torch.Tensor) or got.shape != want.shape:
+        return Feedback(False, "the result does not return the model's outputs (a tensor of the same shape)")
+    # one step of the output grid: the scale of the last quantized module (its output is the model's)
+    out_scale = [float(m.scale) for m in reference.modules() if hasattr(m, "scale") and hasattr(m, "zero_point")][-1]
+    diff = float((got - want).abs().max())
+    if diff > out_scale * 1.01:
+        weights_right = all(torch.equal(a.int_repr(), b.int_repr()) for a, b in zip(
+            (m.weight() for m in reference.modules() if hasattr(m, "weight") and callable(m.weight)),
+            (m.weight() for m in result.modules() if hasattr(m, "weight") and callable(m.weight))))
+        hint = ("the weights agree, so the activation ranges differ: calibrate with every batch of calibration, "
+                "in inference mode, before convert" if weights_right else
+                "use get_default_qconfig('x86') (per-channel weights, histogram activations)")
+        return Feedback(False, f"outputs differ from the reference by up to {diff:.3g} (one output step is "
+                               f"{out_scale:.3g}): {hint}")
+    return Feedback(True, f"fused, calibrated and converted: outputs match qhelpers.ptq.ptq_eager within one output step "
+                          f"(max difference {diff:.2g}) on {len(example)} inputs")
+
+
+def check_keep_float(keep: object, model: nn.Module, calibration: Sequence[torch.Tensor], example_inputs: tuple,
+                     score: Callable[[nn.Module], float], *, goal: float, max_layers: int,
+                     what: str = "accuracy") -> Feedback:
+    """Exercise 05: ``keep`` (a list of conv/linear layer names) kept in FP32 by FX PTQ must bring the mixed model's
+    ``score`` to at least ``goal``, keeping at most ``max_layers`` layers in float.
+
+    ``score(model)`` measures the quantized model (e.g. its test accuracy, or the SQNR of its logits against
+    FP32's, in dB); ``what`` names it in the messages. The model is quantized with
+    ``qhelpers.ptq.ptq_fx(model, calibration, example_inputs, keep_float=keep)``. ``keep`` may also be a function
+    of no argument returning the list (a stub that raises NotImplementedError is "not done yet").
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    if not callable(score):
+        raise TypeError(f"score must be a function of the quantized model, not {type(score).__name__}")
+    if callable(keep):
+        keep, err = _call(keep)
+        if err:
+            return Feedback(False, err)
+    if isinstance(keep, (str, bytes)) or not isinstance(keep, (list, tuple, set)):
+        return Feedback(False, f"give a list of layer names, e.g. ['fc'], not {type(keep).__name__} {keep!r}")
+    keep = list(keep)
+    layers = ptq.quantizable_layers(model)
+    unknown = [n for n in keep if n not in layers]
+    if unknown:
+        return Feedback(False, f"{unknown} are not conv/linear layers of the model; choose from its "
+                               f"{len(layers)} layers, e.g. {layers[:3]} ... {layers[-2:]}")
+    if len(set(keep)) > max_layers:
+        return Feedback(False, f"you keep {len(set(keep))} layers in FP32; the exercise allows at most {max_layers}: "
+                               "keep only the most sensitive ones (the sensitivity ranking above)")
+    mixed = ptq.ptq_fx(model, list(calibration), example_inputs, keep_float=keep, desc="calibrating (your choice)")
+    value = float(score(mixed))
+    if value < goal:
+        return Feedback(False, f"with {keep or 'no layer'} in FP32 the {what} is {value:.4g}, below the goal {goal:.4g}: "
+                               "keep a more sensitive layer in float instead, or add one")
+    return Feedback(True, f"with {keep} in FP32 the {what} is {value:.4g} (goal {goal:.4g}), "
+                          f"{len(layers) - len(set(keep))} of {len(layers)} layers in INT8")

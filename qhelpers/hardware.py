@@ -30,10 +30,12 @@ import os
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import torch
 
-__all__ = ["ISA_CAPS", "cpu_flags", "cpu_features", "fbgemm_saturates", "onednn_isa", "onednn_int8_dot", "kernel_isa", "describe"]
+__all__ = ["ISA_CAPS", "cpu_features", "fbgemm_saturates", "onednn_int8_dot", "kernel_isa", "describe",
+           "separate_inductor_cache"]
 
 # The environment variables that cap each library at AVX2 (no VNNI): the "AVX2 class" of `make test-avx2`.
 ISA_CAPS: dict[str, str] = {
@@ -182,6 +184,34 @@ def describe() -> str:
         f"kernels: {k['class']} class (ATen {k['ATen']}; fbgemm INT8 {k['fbgemm']}; oneDNN {k['oneDNN']}; MKL {k['MKL']})"
     )
     return cpu + "\n" + kernels
+
+
+_CACHE_PREFIX = "isa-"
+
+
+def separate_inductor_cache() -> Path:
+    """Give ``torch.compile`` one on-disk cache per instruction set: ``<cache>/isa-<capability>``; returns that folder.
+
+    On a CPU, inductor generates C++ kernels for the vector instruction set
+    ``ATEN_CPU_CAPABILITY`` allows (AVX-512 by default on a CPU that has it,
+    AVX2 under :data:`ISA_CAPS`) and caches the compiled graphs on disk
+    (``TORCHINDUCTOR_CACHE_DIR``). In torch 2.14 the cache key does not include
+    that choice: on one machine, a run capped at AVX2 after an uncapped run (or
+    the other way round) was handed the other set's kernels and computed NaN
+    (seen with this course's GPT decoder). ``<cache>`` is the folder
+    ``TORCHINDUCTOR_CACHE_DIR`` names (or inductor's default); a second call
+    replaces the ``isa-`` part rather than nesting. Call it before the first
+    ``torch.compile`` of a process (:func:`qhelpers.repro.setup` does).
+    """
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    base = Path(os.environ.get("TORCHINDUCTOR_CACHE_DIR") or default_cache_dir())
+    if base.name.startswith(_CACHE_PREFIX):
+        base = base.parent
+    folder = base / f"{_CACHE_PREFIX}{torch.backends.cpu.get_cpu_capability().lower()}"
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder)
+    return folder
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""The course's models: the article's SimpleCNN, its quantization-ready twin, and ResNet-18.
+"""The course's models: the article's SimpleCNN, its quantization-ready twin, an MLP, and ResNet-18.
 
 ``SimpleCNN`` is the source article's network as written (functional ReLU
 and pooling, ``log_softmax`` output). Eager-mode static quantization needs
@@ -7,6 +7,12 @@ marked with ``QuantStub``/``DeQuantStub``, and ReLUs as modules so that
 ``conv+relu`` and ``linear+relu`` can be fused. ``QuantReadyCNN`` is that
 model; it has the same parameter names, so it loads SimpleCNN's weights.
 
+``MLP`` is the Linear-heavy network dynamic quantization is made for.
+``resnet18_mnist`` is torchvision's ResNet-18 with a small-image stem;
+``load_resnet18`` gives the ImageNet one with torchvision's pretrained
+weights (from its cache), and ``plain_resnet`` a plain twin of a
+quantizable ResNet for FX and PT2E. Trained copies come from :mod:`qhelpers.zoo`.
+
 Constructors check their arguments (``num_classes`` a positive int, known
 ``stem``/``weights`` names, bools for flags) and raise a ValueError or
 TypeError naming the bad one.
@@ -14,8 +20,11 @@ TypeError naming the bad one.
 
 from __future__ import annotations
 
+import copy
 import numbers
-from typing import Literal
+from pathlib import Path
+from typing import Iterable, Literal
+from urllib.parse import urlparse
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +32,14 @@ from torch import nn
 from torch.ao.quantization import DeQuantStub, QuantStub
 from torchvision import models as tv_models
 
-__all__ = ["SimpleCNN", "QuantReadyCNN", "FUSE_PATTERNS", "resnet18_mnist", "resnet18_imagenet"]
+from .checks import check_flag, check_float_model, check_int
+
+__all__ = [
+    "SimpleCNN", "QuantReadyCNN", "FUSE_PATTERNS", "MLP", "resnet18_mnist", "resnet18_imagenet",
+    "WeightsUnavailableError", "checkpoint_path", "load_resnet18", "plain_resnet",
+]
+
+IMAGENET_WEIGHTS = tv_models.ResNet18_Weights.IMAGENET1K_V1
 
 
 def _check_classes(num_classes: object) -> int:
@@ -111,6 +127,33 @@ class QuantReadyCNN(nn.Module):
 FUSE_PATTERNS: list[list[str]] = [["conv1", "relu1"], ["conv2", "relu2"], ["fc1", "relu3"]]
 
 
+class MLP(nn.Module):
+    """A Linear-heavy classifier for 1x28x28 images: 784 -> 512 -> 256 -> 10 with ReLUs (535,818 parameters).
+
+    Dynamic quantization only touches ``nn.Linear``; in SimpleCNN those are
+    2 % of the compute, here they are all of it.
+    """
+
+    def __init__(self, hidden: tuple[int, ...] = (512, 256), num_classes: int = 10) -> None:
+        super().__init__()
+        if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Iterable):
+            raise TypeError(f"hidden must be a tuple of layer widths, e.g. (512, 256), not {type(hidden).__name__} {hidden!r}")
+        hidden = tuple(hidden)
+        for i, h in enumerate(hidden):
+            check_int(f"hidden[{i}]", h, 1)
+        check_int("num_classes", num_classes, 1)
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = 28 * 28
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            width = h
+        layers.append(nn.Linear(width, num_classes))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
 def resnet18_mnist(num_classes: int = 10, stem: Literal["small", "small_pool"] = "small") -> nn.Module:
     """torchvision's ResNet-18 adapted to 1x28x28 images.
 
@@ -147,11 +190,65 @@ def resnet18_imagenet(weights: Literal["none", "imagenet"] = "imagenet", quantiz
     """
     if weights not in ("none", "imagenet"):
         raise ValueError(f"weights={weights!r}: choose 'none' (random init) or 'imagenet'")
-    if not isinstance(quantizable, bool):
-        raise TypeError(f"quantizable={quantizable!r} must be True or False, not {type(quantizable).__name__}")
-    enum = tv_models.ResNet18_Weights.IMAGENET1K_V1 if weights == "imagenet" else None
+    check_flag("quantizable", quantizable)
+    enum = IMAGENET_WEIGHTS if weights == "imagenet" else None
     if quantizable:
         from torchvision.models.quantization import resnet18 as q_resnet18
 
         return q_resnet18(weights=enum, quantize=False)
     return tv_models.resnet18(weights=enum)
+
+
+class WeightsUnavailableError(FileNotFoundError):
+    """The pretrained checkpoint is not in torchvision's cache and may not be downloaded."""
+
+
+def checkpoint_path() -> Path:
+    """Where torchvision keeps the IMAGENET1K_V1 checkpoint: ``$TORCH_HOME/hub/checkpoints/resnet18-f37072fd.pth``."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(IMAGENET_WEIGHTS.url).path).name
+
+
+def load_resnet18(weights: str = "imagenet", *, quantizable: bool = True, allow_download: bool = False) -> nn.Module:
+    """ResNet-18 with ImageNet weights (``"imagenet"``) or random ones (``"none"``), in eval mode.
+
+    Without ``allow_download`` the checkpoint must already be in torchvision's
+    cache (:func:`checkpoint_path`); otherwise a :class:`WeightsUnavailableError`
+    says where to put it, instead of a network error deep inside torch.hub.
+    ``quantizable=True`` gives torchvision's ``QuantizableResNet`` (stubs,
+    ``fuse_model``) for eager mode; ``False`` the plain ``ResNet`` (for FX, PT2E).
+    """
+    if weights not in ("none", "imagenet"):
+        raise ValueError(f"weights={weights!r}: choose 'none' (random init) or 'imagenet'")
+    check_flag("quantizable", quantizable)
+    check_flag("allow_download", allow_download)
+    path = checkpoint_path()
+    if weights == "imagenet" and not allow_download and not path.is_file():
+        raise WeightsUnavailableError(
+            f"ResNet-18 ImageNet weights not found at {path}. Copy {IMAGENET_WEIGHTS.url} there (or set TORCH_HOME to a "
+            "folder whose hub/checkpoints/ holds it), or run with weights='none' to train ResNet-18 on MNIST instead."
+        )
+    return resnet18_imagenet(weights, quantizable=quantizable).eval()  # type: ignore[arg-type]
+
+
+def plain_resnet(model: nn.Module) -> nn.Module:
+    """A plain torchvision ``ResNet`` computing the same function as a ``QuantizableResNet`` (same weights).
+
+    FX and PT2E trace the model themselves and need neither stubs nor
+    ``FloatFunctional``; they get this twin. The stem (``conv1``, ``maxpool``)
+    and the classifier size are copied, so it works for the MNIST variant too.
+    """
+    check_float_model(model)
+    if not all(isinstance(getattr(model, name, None), kind) for name, kind in
+               (("conv1", nn.Conv2d), ("maxpool", nn.Module), ("fc", nn.Linear))):
+        raise TypeError(f"plain_resnet needs a torchvision ResNet-18 (e.g. from load_resnet18 or resnet18_mnist), "
+                        f"not a {type(model).__name__}")
+    plain = tv_models.resnet18(weights=None, num_classes=model.fc.out_features)
+    plain.conv1 = copy.deepcopy(model.conv1)
+    plain.maxpool = copy.deepcopy(model.maxpool)
+    try:
+        plain.load_state_dict(model.state_dict())
+    except RuntimeError as exc:
+        lines = str(exc).strip().splitlines()
+        raise ValueError(f"the {type(model).__name__}'s weights do not fit a ResNet-18 "
+                         f"({(lines[1] if len(lines) > 1 else lines[0]).strip()[:200]}): pass a ResNet-18") from None
+    return plain.eval()

@@ -35,6 +35,15 @@ def _check_bits(bits: object) -> int:
     return bits
 
 
+def _check_bytes(name: str, t: object, hint: str, why: str) -> None:
+    """``t`` must be a uint8 tensor of at least one dimension (a TypeError / ValueError naming ``name`` otherwise)."""
+    if not isinstance(t, torch.Tensor) or t.dtype != torch.uint8:
+        got = t.dtype if isinstance(t, torch.Tensor) else type(t).__name__
+        raise TypeError(f"{name} must be a uint8 tensor, got {got}{hint}")
+    if t.dim() == 0:
+        raise ValueError(f"{name} must have at least one dimension{' ' + why if why else ''}")
+
+
 def _codes_per_chunk(bits: int) -> int:
     """The fewest codes that fill whole bytes: 8 // gcd(bits, 8) (2 for 4 bits, 8 for 3 bits)."""
     return 8 // math.gcd(bits, 8)
@@ -50,11 +59,7 @@ def pack(codes: torch.Tensor, bits: int) -> torch.Tensor:
     :mod:`qhelpers.weight_only` do.
     """
     bits = _check_bits(bits)
-    if not isinstance(codes, torch.Tensor) or codes.dtype != torch.uint8:
-        got = codes.dtype if isinstance(codes, torch.Tensor) else type(codes).__name__
-        raise TypeError(f"codes must be a uint8 tensor, got {got}; convert unsigned codes with .to(torch.uint8)")
-    if codes.dim() == 0:
-        raise ValueError("codes must have at least one dimension to pack along")
+    _check_bytes("codes", codes, "; convert unsigned codes with .to(torch.uint8)", "to pack along")
     n = codes.shape[-1]
     chunk = _codes_per_chunk(bits)
     if n % chunk:
@@ -85,11 +90,7 @@ def _pack_bitstream(codes: torch.Tensor, bits: int) -> torch.Tensor:
 def unpack(packed: torch.Tensor, bits: int) -> torch.Tensor:
     """The codes packed by :func:`pack`: ``uint8`` with a last dimension of ``packed.shape[-1] * 8 / bits``."""
     bits = _check_bits(bits)
-    if not isinstance(packed, torch.Tensor) or packed.dtype != torch.uint8:
-        got = packed.dtype if isinstance(packed, torch.Tensor) else type(packed).__name__
-        raise TypeError(f"packed must be a uint8 tensor (from pack), got {got}")
-    if packed.dim() == 0:
-        raise ValueError("packed must have at least one dimension")
+    _check_bytes("packed", packed, "; pass what pack() returned", "")
     m = packed.shape[-1]
     chunk_bytes = bits // math.gcd(bits, 8)
     if m % chunk_bytes:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Iterable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import torch
@@ -56,7 +56,6 @@ __all__ = [
     "changed_predictions",
     "weight_histogram",
     "error_vs_bits",
-    "comparison_bars",
     "sensitivity",
     "training_curves",
     "format_precision",
@@ -116,38 +115,6 @@ def error_vs_bits(bits: Sequence[int], curves: Mapping[str, Sequence[float]], *,
     ax.grid(alpha=0.3)
     ax.legend()
     ax.set_title(title or f"{ylabel} vs bit-width")
-    fig.tight_layout()
-    return fig
-
-
-def comparison_bars(table, columns: Sequence[str] | None = None, *, title: str = "") -> Figure:
-    """One bar chart per column of a comparison table (rows = model variants), e.g. from ``bench.compare``."""
-    import pandas as pd
-
-    if not isinstance(table, pd.DataFrame):
-        raise TypeError(f"table must be a pandas DataFrame (e.g. from bench.compare), not {type(table).__name__}")
-    if columns is not None:
-        if isinstance(columns, (str, bytes)) or not isinstance(columns, Iterable):
-            raise TypeError(f"columns must be a list of column names, e.g. [{columns!r}], not {type(columns).__name__}")
-        columns = list(columns)
-    if table.empty or (columns is not None and not columns):
-        raise ValueError("nothing to draw: the table has no rows or no columns were chosen")
-    missing = [c for c in (columns or []) if c not in table.columns]
-    if missing:
-        raise ValueError(f"columns {missing} are not in the table; it has {list(table.columns)}")
-    for col in columns or table.columns:
-        if not pd.api.types.is_numeric_dtype(table[col]):
-            raise TypeError(f"column {col!r} holds {table[col].dtype} values; bars need numbers: choose numeric columns")
-    columns = list(columns or table.columns)
-    fig, axes = plt.subplots(1, len(columns), figsize=(3.2 * len(columns), 3.2), squeeze=False)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, col in zip(axes[0], columns):
-        vals = table[col]
-        ax.bar(range(len(vals)), vals.values, color=[colors[i % len(colors)] for i in range(len(vals))])
-        ax.set_xticks(range(len(vals)), [str(i) for i in table.index], rotation=30, ha="right")
-        ax.set_title(col)
-    if title:
-        fig.suptitle(title)
     fig.tight_layout()
     return fig
 
@@ -294,7 +261,7 @@ def ste(x: torch.Tensor, y: torch.Tensor, grad: torch.Tensor, *, title: str = ""
     for name, t in (("x", x), ("y", y), ("grad", grad)):
         _check_tensor(name, t, (1,))
     if not x.shape == y.shape == grad.shape:
-        raise ValueError(f"x, y and grad must have the same shape (what fakequant.ste_curve returns), got "
+        raise ValueError(f"x, y and grad must have the same shape (what quant.ste_curve returns), got "
                          f"{tuple(x.shape)}, {tuple(y.shape)}, {tuple(grad.shape)}")
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2))
     xs = x.detach().numpy()

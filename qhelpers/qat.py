@@ -1,4 +1,13 @@
-"""Low-bit simulation and quantization-aware training (QAT) in eager mode.
+"""Fake quantization, low-bit simulation and quantization-aware training (QAT) in eager mode.
+
+:class:`FakeQuantizedModel` is the smallest fake-quantized network: one
+``nn.Linear`` whose input, weight and output pass through
+``torch.ao.quantization.FakeQuantize`` (an observer that learns the range,
+plus ``torch.fake_quantize_per_tensor_affine``, which quantizes *and*
+dequantizes in one call); :meth:`FakeQuantizedModel.to_int8` builds the truly
+INT8 layer (:class:`Int8Linear`) with the same scales and zero-points, so the
+two can be compared output for output. The rest of this module does the
+same for whole models:
 
 fbgemm's kernels compute in 8-bit containers, so a ``bits``-bit model is
 *simulated*: every weight and activation is fake-quantized (quantized, then
@@ -9,7 +18,7 @@ observers' ``quant_min``/``quant_max``:
   ``MovingAverageMinMaxObserver``;
 - weights: signed symmetric, ``[-(2**(bits-1) - 1), 2**(bits-1) - 1]`` (zero
   exactly in the middle; 2 bits gives ternary weights), per output channel
-  (``MovingAveragePerChannelMinMaxObserver``) or per tensor.
+  (``MovingAveragePerChannelMinMaxObserver``, ``granularity=PerChannel(0)``) or per tensor (``PerTensor()``).
 
 The same fake-quantized model serves both methods, so they are compared on
 the same grid: PTQ calibrates its observers on a few batches and stops;
@@ -26,17 +35,18 @@ arguments that would also have trained.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import hashlib
 import math
 import numbers
 from typing import Iterable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import DataLoader
 from torch.ao.quantization import (
+    FakeQuantize,
     FusedMovingAvgObsFakeQuantize,
+    MinMaxObserver,
     MovingAverageMinMaxObserver,
     MovingAveragePerChannelMinMaxObserver,
     QConfig,
@@ -47,35 +57,27 @@ from torch.ao.quantization import (
     prepare_qat,
 )
 
-from .data import Loaders
-from .flows import Fuse, _check_calibration, calibrate, check_float_model
-from .quant import quant_range
-from .train import History, TrainConfig, train_or_load
+from .checks import SEED_MAX, check_float_model, check_int
+from .data import Loaders, shuffled
+from .ptq import Fuse, calibrate, check_calibration, check_granularity, fuse as fuse_model
+from .quant import PerChannel, PerTensor, quant_range
+from .train import History, TrainConfig, cached, fit
 
-__all__ = ["lowbit_qconfig", "fake_quant_model", "ptq_lowbit", "qat_lowbit", "freeze", "weights_key", "compare_bits"]
+__all__ = [
+    "FakeQuantizedModel", "Int8Linear", "lowbit_qconfig", "fake_quant_model", "ptq_lowbit", "qat_lowbit", "freeze",
+    "weights_key", "compare_bits",
+]
 
+# QAT clips the gradients' global norm: at 2 bits the straight-through gradients can grow until the activations
+# overflow (measured: MNIST SimpleCNN, seed 2, NaN loss at step 457 of 860 without clipping).
+QAT_MAX_GRAD_NORM = 1.0
 MIN_BITS, MAX_BITS = 2, 8  # fbgemm's observers and fake-quantize modules hold codes in 8-bit containers
-SEED_MAX = 2**32 - 1
 
 
 # --- argument checks ------------------------------------------------------------------------------
 
-def _check_flag(name: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name}={value!r} must be True or False, not {type(value).__name__}")
-    return value
-
-
-def _check_int(name: str, value: object, lo: int, hi: int | None = None, why: str = "") -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name}={value!r} must be an int, not {type(value).__name__}")
-    if value < lo or (hi is not None and value > hi):
-        raise ValueError(f"{name}={value} must be " + (f"at least {lo}" if hi is None else f"between {lo} and {hi}") + why)
-    return int(value)
-
-
 def _check_bits(name: str, value: object) -> int:
-    return _check_int(name, value, MIN_BITS, MAX_BITS, ": the simulated grids live in 8-bit containers")
+    return check_int(name, value, MIN_BITS, MAX_BITS, hint=": the simulated grids live in 8-bit containers")
 
 
 def _check_names(model: nn.Module, names: object, what: str, example: str) -> list[str]:
@@ -92,7 +94,7 @@ def _check_names(model: nn.Module, names: object, what: str, example: str) -> li
     return list(names)
 
 
-def _check_model_setup(model: object, bits: object, fuse: object, per_channel: object,
+def _check_model_setup(model: object, bits: object, fuse: object, granularity: object,
                        keep_8bit: object) -> tuple[str, ...]:
     """The arguments :func:`fake_quant_model` takes, checked before anything is built or trained.
 
@@ -103,7 +105,7 @@ def _check_model_setup(model: object, bits: object, fuse: object, per_channel: o
         raise ValueError("fake quantization in eager mode needs a QuantStub (and DeQuantStub) in the model to mark "
                          "where tensors are quantized; use a quantization-ready model (e.g. QuantReadyCNN.from_simple_cnn)")
     _check_bits("bits", bits)
-    _check_flag("per_channel", per_channel)
+    check_granularity(granularity)
     keep_8bit = tuple(_check_names(model, keep_8bit, "keep_8bit", "('quant', 'fc2')"))
     if fuse is not None and not callable(fuse):
         if not isinstance(fuse, (list, tuple)) or not all(isinstance(g, (list, tuple)) and len(g) >= 2 for g in fuse):
@@ -123,7 +125,7 @@ def _check_training(epochs: object, lr: object, seed: object) -> None:
         raise TypeError(f"lr={lr!r} must be a number, not {type(lr).__name__}")
     if not (math.isfinite(lr) and lr > 0):
         raise ValueError(f"lr={lr} must be a finite number > 0, e.g. 0.01")
-    _check_int("seed", seed, 0, SEED_MAX)
+    check_int("seed", seed, 0, SEED_MAX)
 
 
 def _check_data(data: object) -> Loaders:
@@ -133,14 +135,15 @@ def _check_data(data: object) -> Loaders:
 
 
 def _check_calibration_tensors(calibration: object) -> None:
-    _check_calibration(calibration)
+    check_calibration(calibration)
     bad = [i for i, x in enumerate(calibration) if not isinstance(x, Tensor)]
     if bad:
         raise TypeError(f"calibration[{bad[0]}] is a {type(calibration[bad[0]]).__name__}; QAT needs the input tensors "
-                        "alone (no labels), e.g. qhelpers.flows.calibration_set(data, 10)")
+                        "alone (no labels), e.g. qhelpers.data.calibration_batches(data, 10)")
 
 
-def lowbit_qconfig(bits: int, *, act_bits: int | None = None, per_channel: bool = True) -> QConfig:
+def lowbit_qconfig(bits: int, *, act_bits: int | None = None,
+                   granularity: PerTensor | PerChannel = PerChannel(0)) -> QConfig:
     """A QAT QConfig (fake quantization on activations and weights) restricted to ``bits`` bits.
 
     ``FusedMovingAvgObsFakeQuantize`` is ``FakeQuantize`` with the observer
@@ -153,7 +156,7 @@ def lowbit_qconfig(bits: int, *, act_bits: int | None = None, per_channel: bool 
     _check_bits("bits", bits)
     if act_bits is not None:
         _check_bits("act_bits", act_bits)
-    _check_flag("per_channel", per_channel)
+    per_channel = check_granularity(granularity)
     act_min, act_max = quant_range(bits if act_bits is None else act_bits, signed=False)
     w_max = quant_range(bits, signed=True)[1]
     activation = FusedMovingAvgObsFakeQuantize.with_args(
@@ -188,36 +191,27 @@ def fake_quant_model(
     *,
     bits: int,
     fuse: Fuse = None,
-    per_channel: bool = True,
+    granularity: PerTensor | PerChannel = PerChannel(0),
     keep_8bit: Sequence[str] = (),
 ) -> nn.Module:
     """A fused, fake-quantized copy of ``model`` (``prepare_qat``), in train mode, observers and fake quant on.
 
     ``model`` needs quant/dequant stubs (e.g. ``QuantReadyCNN``); ``fuse`` as
-    in :func:`qhelpers.flows.ptq_eager` (QAT fusion keeps conv and ReLU as one module).
+    in :func:`qhelpers.ptq.ptq_eager` (QAT fusion keeps conv and ReLU as one module).
     ``keep_8bit`` names modules whose *output* stays on an 8-bit grid (their
     weights still use ``bits``): usually the input stub and the last layer, as
     8 levels of input pixels or of logits (3 bits) would throw away
     information no training can win back.
     """
-    from torch.ao.quantization import fuse_modules_qat
-
-    keep_8bit = _check_model_setup(model, bits, fuse, per_channel, keep_8bit)
+    keep_8bit = _check_model_setup(model, bits, fuse, granularity, keep_8bit)
     m = copy.deepcopy(model).train()
-    if callable(fuse):
-        fuse(m)
-    elif fuse:
-        try:
-            fuse_modules_qat(m, fuse, inplace=True)
-        except AssertionError as exc:  # "did not find fuser method for: (Conv2d, Linear)"
-            raise ValueError(f"fuse: PyTorch cannot fuse one of the groups {fuse} ({exc}); it fuses conv(+bn)(+relu) "
-                             "and linear(+bn)(+relu), listed in the order the model runs them") from None
-    m.qconfig = lowbit_qconfig(bits, per_channel=per_channel)
+    fuse_model(m, fuse or None, qat=True)
+    m.qconfig = lowbit_qconfig(bits, granularity=granularity)
     modules = dict(m.named_modules())
     for name in keep_8bit:
         if name not in modules:
             raise ValueError(f"keep_8bit names a module the model does not have: {name!r}; its modules are {sorted(modules)[1:]}")
-        modules[name].qconfig = lowbit_qconfig(bits, act_bits=8, per_channel=per_channel)
+        modules[name].qconfig = lowbit_qconfig(bits, act_bits=8, granularity=granularity)
     prepare_qat(m, inplace=True)
     return m
 
@@ -240,7 +234,7 @@ def ptq_lowbit(
     *,
     bits: int,
     fuse: Fuse = None,
-    per_channel: bool = True,
+    granularity: PerTensor | PerChannel = PerChannel(0),
     keep_8bit: Sequence[str] = (),
 ) -> nn.Module:
     """Post-training quantization simulated at ``bits`` bits: calibrate the observers, then freeze.
@@ -248,8 +242,8 @@ def ptq_lowbit(
     As in ordinary PTQ, the observers see the float activations (fake
     quantization is off while calibrating), and the weights are untouched.
     """
-    _check_calibration(calibration)
-    m = fake_quant_model(model, bits=bits, fuse=fuse, per_channel=per_channel, keep_8bit=keep_8bit)
+    check_calibration(calibration)
+    m = fake_quant_model(model, bits=bits, fuse=fuse, granularity=granularity, keep_8bit=keep_8bit)
     m.apply(disable_fake_quant)
     m.apply(enable_observer)
     calibrate(m, calibration, desc=f"calibrating ({bits}-bit)")
@@ -278,7 +272,7 @@ def qat_lowbit(
     *,
     bits: int,
     fuse: Fuse = None,
-    per_channel: bool = True,
+    granularity: PerTensor | PerChannel = PerChannel(0),
     keep_8bit: Sequence[str] = (),
     epochs: int = 1,
     lr: float = 0.01,
@@ -292,14 +286,14 @@ def qat_lowbit(
     Returns ``(frozen fake-quantized model, history, loaded_from_cache)``.
     """
     _check_training(epochs, lr, seed)
-    keep_8bit = _check_model_setup(model, bits, fuse, per_channel, keep_8bit)
+    keep_8bit = _check_model_setup(model, bits, fuse, granularity, keep_8bit)
     _check_calibration_tensors(calibration)
     _check_data(data)
     if not isinstance(name, str):
         raise TypeError(f"name={name!r} must be a string (it names the cached fine-tune)")
 
     def build() -> nn.Module:
-        m = ptq_lowbit(model, calibration, bits=bits, fuse=fuse, per_channel=per_channel, keep_8bit=keep_8bit)
+        m = ptq_lowbit(model, calibration, bits=bits, fuse=fuse, granularity=granularity, keep_8bit=keep_8bit)
         m.apply(enable_observer)
         return m.train()
 
@@ -314,20 +308,21 @@ def qat_lowbit(
         extra=(
             ("base", weights_key(model)),
             ("calibration", hashlib.sha256(b"".join(x.numpy().tobytes() for x in calibration)).hexdigest()[:16]),
-            ("per_channel", per_channel),
+            ("per_channel", isinstance(granularity, PerChannel)),  # (the key's name predates granularity)
             ("keep_8bit", tuple(keep_8bit)),
             ("fuse", repr(fuse) if not callable(fuse) else getattr(fuse, "__qualname__", "callable")),
+            ("max_grad_norm", QAT_MAX_GRAD_NORM),
         ),
     )
     # A fresh, seeded shuffle: the batches must not depend on how often data.train was iterated before.
-    train = DataLoader(
-        data.train.dataset,
-        batch_size=data.train.batch_size,
-        shuffle=True,
-        generator=torch.Generator().manual_seed(seed),
-    )
-    trained, history, cached = train_or_load(build, config, dataclasses.replace(data, train=train))
-    return freeze(trained), history, cached
+    train = shuffled(data.train.dataset, data.train.batch_size, seed)
+
+    def train_fn(m: nn.Module) -> History:
+        return fit(m, train, data.val, epochs=epochs, lr=lr, momentum=config.momentum, weight_decay=config.weight_decay,
+                   seed=seed, desc=f"training {config.model} on {config.dataset}", max_grad_norm=QAT_MAX_GRAD_NORM)
+
+    trained, history, was_cached = cached(build, config, train_fn)
+    return freeze(trained), history, was_cached  # type: ignore[return-value]
 
 
 def compare_bits(
@@ -337,7 +332,7 @@ def compare_bits(
     bit_widths: Sequence[int],
     *,
     fuse: Fuse = None,
-    per_channel: bool = True,
+    granularity: PerTensor | PerChannel = PerChannel(0),
     keep_8bit: Sequence[str] = (),
     epochs: int = 1,
     lr: float = 0.01,
@@ -363,13 +358,13 @@ def compare_bits(
         _check_bits(f"bit_widths[{i}]", bits)
     if len(set(bit_widths)) != len(bit_widths):
         raise ValueError(f"bit_widths={list(bit_widths)} repeats a bit-width: give each once")
-    keep_8bit = _check_model_setup(model, bit_widths[0], fuse, per_channel, keep_8bit)
+    keep_8bit = _check_model_setup(model, bit_widths[0], fuse, granularity, keep_8bit)
     _check_calibration_tensors(calibration)
     _check_data(data)
     _check_training(epochs, lr, seed)
     rows = {}
     for bits in bit_widths:
-        kw = dict(bits=bits, fuse=fuse, per_channel=per_channel, keep_8bit=keep_8bit)
+        kw = dict(bits=bits, fuse=fuse, granularity=granularity, keep_8bit=keep_8bit)
         ptq = ptq_lowbit(model, calibration, **kw)
         tuned, _, cached = qat_lowbit(model, calibration, data, epochs=epochs, lr=lr, seed=seed, **kw)
         rows[bits] = {
@@ -380,3 +375,126 @@ def compare_bits(
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "bits"
     return table
+
+
+# --- one fake-quantized layer, and its INT8 twin ---------------------------------------------------
+
+def _check_width(x: object, in_features: int) -> None:
+    """``x`` is a float tensor whose last dimension is the layer's ``in_features``."""
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        kind = f"a {x.dtype} tensor" if isinstance(x, torch.Tensor) else type(x).__name__
+        raise TypeError(f"the input must be a float tensor, not {kind}")
+    if x.dim() == 0 or x.shape[-1] != in_features:
+        raise ValueError(f"the input has shape {tuple(x.shape)}; this layer takes {in_features} features in its last "
+                         f"dimension, e.g. shape (batch, {in_features})")
+
+
+def _check_ready(fake: object) -> None:
+    """``fake`` is a calibrated, frozen FakeQuantizedModel whose qparams are finite: ready for :class:`Int8Linear`."""
+    if not isinstance(fake, FakeQuantizedModel):
+        raise TypeError(f"Int8Linear is built from a FakeQuantizedModel (calibrated and frozen), not {type(fake).__name__}")
+    fqs = (fake.input_fq, fake.weight_fq, fake.output_fq)
+    if any(bool(fq.observer_enabled[0]) for fq in fqs):
+        raise ValueError("call .freeze() after calibration and before to_int8(), so the qparams stop moving")
+    if float(fake.input_fq.scale) == 1.0 and int(fake.input_fq.zero_point) == 0:
+        raise ValueError("the model has not been calibrated: run some batches through it before freeze()")
+    for name, (scale, _) in fake.qparams().items():
+        if not math.isfinite(scale):
+            raise ValueError(f"the {name} scale is {scale}: the observers saw NaN/inf during calibration. Build a "
+                             "new model and calibrate it on finite inputs")
+
+
+def _fq(quant_min: int, quant_max: int, dtype: torch.dtype, qscheme: torch.qscheme) -> FakeQuantize:
+    return FakeQuantize(observer=MinMaxObserver, quant_min=quant_min, quant_max=quant_max, dtype=dtype, qscheme=qscheme)
+
+
+class FakeQuantizedModel(nn.Module):
+    """The article's ``FakeQuantizedModel``, working: a Linear layer with fake-quantized input, weight and output.
+
+    Each ``FakeQuantize`` holds a ``MinMaxObserver``: in calibration (observers
+    enabled) it records the range it sees; :meth:`freeze` stops that, and from
+    then on every forward pass uses fixed scales and zero-points.
+
+    - input: UINT8 asymmetric, restricted to ``[0, 127]`` (``reduce_range``):
+      fbgemm's INT8 kernels on CPUs without VNNI add pairs of u8*s8 products in
+      16 bits, which can overflow with the full range;
+    - weight: INT8 symmetric per tensor, ``[-128, 127]``, zero-point 0;
+    - output: UINT8 asymmetric, ``[0, 255]``.
+    """
+
+    def __init__(self, in_features: int = 10, out_features: int = 10, reduce_range: bool = True) -> None:
+        super().__init__()
+        check_int("in_features", in_features, 1)
+        check_int("out_features", out_features, 1)
+        if not isinstance(reduce_range, bool):
+            raise TypeError(f"reduce_range={reduce_range!r} must be True or False, not {type(reduce_range).__name__}")
+        self.fc = nn.Linear(in_features, out_features)
+        self.input_fq = _fq(0, 127 if reduce_range else 255, torch.quint8, torch.per_tensor_affine)
+        self.weight_fq = _fq(-128, 127, torch.qint8, torch.per_tensor_symmetric)
+        self.output_fq = _fq(0, 255, torch.quint8, torch.per_tensor_affine)
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, reduce_range: bool = True) -> "FakeQuantizedModel":
+        """Wrap a copy of a trained ``nn.Linear``."""
+        if not isinstance(linear, nn.Linear):
+            raise TypeError(f"linear must be a torch.nn.Linear (e.g. mlp.net[5]), not {type(linear).__name__}")
+        if linear.bias is None:
+            raise ValueError("linear has no bias; FakeQuantizedModel wraps an nn.Linear with a bias (bias=True)")
+        model = cls(linear.in_features, linear.out_features, reduce_range)
+        model.fc.load_state_dict(linear.state_dict())
+        return model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_width(x, self.fc.in_features)
+        x = self.input_fq(x)
+        w = self.weight_fq(self.fc.weight)
+        return self.output_fq(F.linear(x, w, self.fc.bias))
+
+    def freeze(self) -> "FakeQuantizedModel":
+        """Stop the observers: the qparams seen so far are fixed. Returns ``self``."""
+        for fq in (self.input_fq, self.weight_fq, self.output_fq):
+            fq.disable_observer()
+        return self
+
+    def qparams(self) -> dict[str, tuple[float, int]]:
+        """``{'input'|'weight'|'output': (scale, zero_point)}`` as calibrated so far."""
+        out = {}
+        for name, fq in (("input", self.input_fq), ("weight", self.weight_fq), ("output", self.output_fq)):
+            scale, zp = fq.calculate_qparams()
+            out[name] = (float(scale), int(zp))
+        return out
+
+    def to_int8(self) -> "Int8Linear":
+        """The truly quantized model with exactly these qparams (INT8 weight, fbgemm integer kernel)."""
+        _check_ready(self)
+        return Int8Linear(self)
+
+
+class Int8Linear(nn.Module):
+    """A ``torch.ao.nn.quantized.Linear`` between an input quantize and an output dequantize.
+
+    Inputs are first clamped to the grid the fake-quantized model used (its
+    ``[0, 127]`` reduced range), then quantized to UINT8; the matmul runs on
+    integers and its INT32 result is requantized to the output scale.
+    """
+
+    def __init__(self, fake: FakeQuantizedModel) -> None:
+        super().__init__()
+        from torch.ao.nn.quantized import Linear as QLinear
+
+        _check_ready(fake)
+        q = fake.qparams()
+        self.in_scale, self.in_zero_point = q["input"]
+        self.in_lo = (fake.input_fq.quant_min - self.in_zero_point) * self.in_scale
+        self.in_hi = (fake.input_fq.quant_max - self.in_zero_point) * self.in_scale
+        w_scale, w_zp = q["weight"]
+        qweight = torch.quantize_per_tensor(fake.fc.weight.detach().float(), w_scale, w_zp, torch.qint8)
+        self.linear = QLinear(fake.fc.in_features, fake.fc.out_features, dtype=torch.qint8)
+        self.linear.set_weight_bias(qweight, fake.fc.bias.detach().float())
+        self.linear.scale, self.linear.zero_point = q["output"]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_width(x, self.linear.in_features)
+        x = torch.clamp(x, self.in_lo, self.in_hi)
+        xq = torch.quantize_per_tensor(x, self.in_scale, self.in_zero_point, torch.quint8)
+        return self.linear(xq).dequantize()

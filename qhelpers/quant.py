@@ -12,8 +12,9 @@ The map between a real number ``x`` and an integer ``q`` is::
 
 Three public verbs, as in torchao: :func:`choose_qparams`, :func:`quantize`,
 :func:`dequantize`; plus :func:`fake_quantize` (quantize then dequantize, in
-float, with a straight-through gradient) and the error metrics :func:`mse`,
-:func:`sqnr_db` and :func:`max_abs_error`.
+float, with a straight-through gradient), :func:`ste_curve` (PyTorch's own
+fake-quantize function and its gradient, point by point) and the error
+metrics :func:`mse`, :func:`sqnr_db` and :func:`max_abs_error`.
 
 What "bit for bit" covers, and where it stops:
 
@@ -50,12 +51,13 @@ from typing import Union
 
 import torch
 
+from .checks import check_int
+
 __all__ = [
     "MappingType",
     "PerTensor",
     "PerChannel",
     "PerGroup",
-    "Granularity",
     "QParams",
     "quant_range",
     "choose_qparams",
@@ -65,6 +67,7 @@ __all__ = [
     "mse",
     "sqnr_db",
     "max_abs_error",
+    "ste_curve",
 ]
 
 MIN_BITS, MAX_BITS = 2, 16
@@ -74,7 +77,7 @@ EPS = torch.finfo(torch.float32).eps
 CODE_MIN, CODE_MAX = -(2 ** (MAX_BITS - 1)), 2**MAX_BITS - 1
 
 
-# --- argument checks, shared by this module and qhelpers.calibration -------------------------------
+# --- argument checks (public for qhelpers.ranges; not in __all__) ---------------------------------
 
 def _kind(value: object) -> str:
     """A short description of a bad argument for an error message."""
@@ -83,13 +86,7 @@ def _kind(value: object) -> str:
     return f"{type(value).__name__} {value!r}"[:80]
 
 
-def _check_int(name: str, value: object, hint: str = "") -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {_kind(value)}{hint}")
-    return value
-
-
-def _check_real(name: str, value: object) -> float:
+def check_real(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {_kind(value)}")
     return float(value)
@@ -119,7 +116,7 @@ def _check_float(x: torch.Tensor, what: str = "x") -> None:
         )
 
 
-def _float32(x: torch.Tensor, what: str = "x") -> torch.Tensor:
+def as_float32(x: torch.Tensor, what: str = "x") -> torch.Tensor:
     """``x`` checked and as a detached float32 tensor (ranges and scales are float32)."""
     _check_float(x, what)
     xf = x.detach().float()
@@ -139,7 +136,7 @@ def _check_granularity(granularity: object) -> None:
         )
 
 
-def _check_mapping(mapping: object) -> None:
+def check_mapping(mapping: object) -> None:
     if not isinstance(mapping, MappingType):
         raise TypeError(f"mapping must be MappingType.SYMMETRIC or MappingType.ASYMMETRIC, got {_kind(mapping)}")
 
@@ -167,7 +164,7 @@ def _check_fits(x: torch.Tensor, granularity: Granularity, what: str = "x") -> N
             )
 
 
-def _check_qparams(qparams: object, x: torch.Tensor, what: str = "x") -> None:
+def check_qparams(qparams: object, x: torch.Tensor, what: str = "x") -> None:
     """``qparams`` is a QParams whose scales fit ``x``: one per tensor, per channel or per group of ``x``."""
     if not isinstance(qparams, QParams):
         raise TypeError(f"qparams must be a QParams (from choose_qparams), got {_kind(qparams)}")
@@ -181,7 +178,7 @@ def _check_qparams(qparams: object, x: torch.Tensor, what: str = "x") -> None:
         )
 
 
-def _range_tensor(name: str, value: object) -> torch.Tensor:
+def range_tensor(name: str, value: object) -> torch.Tensor:
     """A clipping-range end (``min_val``/``max_val``) as float32: a finite number or real tensor."""
     if isinstance(value, torch.Tensor) and not (value.is_quantized or value.is_complex() or value.dtype == torch.bool):
         t = value.detach().float()
@@ -197,7 +194,7 @@ def _range_tensor(name: str, value: object) -> torch.Tensor:
     return t
 
 
-def _check_order(min_val: torch.Tensor, max_val: torch.Tensor) -> None:
+def check_order(min_val: torch.Tensor, max_val: torch.Tensor) -> None:
     bad = min_val > max_val
     if bad.any():
         lo, hi = float(min_val[bad].reshape(-1)[0]), float(max_val[bad].reshape(-1)[0])
@@ -246,7 +243,7 @@ class PerChannel:
     axis: int = 0
 
     def __post_init__(self) -> None:
-        _check_int("PerChannel axis", self.axis, "; e.g. PerChannel(0) for a weight's output channels")
+        check_int("PerChannel axis", self.axis, hint="; e.g. PerChannel(0) for a weight's output channels")
 
 
 @dataclass(frozen=True)
@@ -260,7 +257,7 @@ class PerGroup:
     group_size: int
 
     def __post_init__(self) -> None:
-        if _check_int("PerGroup group_size", self.group_size, "; e.g. PerGroup(32)") < 1:
+        if check_int("PerGroup group_size", self.group_size, hint="; e.g. PerGroup(32)") < 1:
             raise ValueError(f"PerGroup group_size must be at least 1, got {self.group_size}; e.g. PerGroup(32)")
 
 
@@ -285,8 +282,8 @@ class QParams:
     granularity: Granularity = PerTensor()
 
     def __post_init__(self) -> None:
-        qmin = _check_int("QParams.quant_min", self.quant_min, "; e.g. from quant_range(8, signed=False)")
-        qmax = _check_int("QParams.quant_max", self.quant_max, "; e.g. from quant_range(8, signed=False)")
+        qmin = check_int("QParams.quant_min", self.quant_min, hint="; e.g. from quant_range(8, signed=False)")
+        qmax = check_int("QParams.quant_max", self.quant_max, hint="; e.g. from quant_range(8, signed=False)")
         if not (CODE_MIN <= qmin < qmax <= CODE_MAX and qmax - qmin <= 2**MAX_BITS - 1):
             raise ValueError(
                 f"QParams: quant_min={qmin}, quant_max={qmax} is not a grid of at most {MAX_BITS} bits: need "
@@ -354,7 +351,7 @@ def quant_range(bits: int, signed: bool) -> tuple[int, int]:
     >>> quant_range(4, signed=False)
     (0, 15)
     """
-    _check_int("bits", bits, f"; pick one from {MIN_BITS} to {MAX_BITS}, e.g. 8")
+    check_int("bits", bits, hint=f"; pick one from {MIN_BITS} to {MAX_BITS}, e.g. 8")
     if not MIN_BITS <= bits <= MAX_BITS:
         raise ValueError(
             f"bits={bits} is outside the supported range {MIN_BITS}-{MAX_BITS}; "
@@ -385,16 +382,16 @@ def _qparams_shape(x: torch.Tensor, granularity: Granularity) -> tuple[int, ...]
     return (*x.shape[:-1], x.shape[-1] // granularity.group_size)
 
 
-def _rows(x: torch.Tensor, granularity: Granularity) -> tuple[torch.Tensor, tuple[int, ...]]:
+def rows_by_granularity(x: torch.Tensor, granularity: Granularity) -> tuple[torch.Tensor, tuple[int, ...]]:
     """``x`` checked, as float32 rows that share one range each, and the shape of the qparams."""
-    xf = _float32(x)
+    xf = as_float32(x)
     _check_fits(x, granularity)
     return _reduce_dims(xf, granularity), _qparams_shape(x, granularity)
 
 
 def _range_arg(name: str, value: object, x: torch.Tensor, granularity: Granularity) -> torch.Tensor:
     """A user's ``min_val``/``max_val``: finite, and one value per scale (shaped like the qparams)."""
-    t = _range_tensor(name, value)
+    t = range_tensor(name, value)
     shape = _qparams_shape(x, granularity)
     if isinstance(granularity, PerTensor) and t.numel() != 1:
         raise ValueError(
@@ -429,15 +426,15 @@ def choose_qparams(
     ``scale=inf``) raises a ValueError.
     """
     quant_range(bits, signed)
-    _check_mapping(mapping)
-    rows, shape = _rows(x, granularity)
+    check_mapping(mapping)
+    rows, shape = rows_by_granularity(x, granularity)
     lo, hi = torch.aminmax(rows, dim=1) if min_val is None or max_val is None else (None, None)
     min_val = lo.reshape(shape) if min_val is None else _range_arg("min_val", min_val, x, granularity)
     max_val = hi.reshape(shape) if max_val is None else _range_arg("max_val", max_val, x, granularity)
-    return _qparams_for_range(min_val, max_val, bits, mapping, signed, granularity)
+    return qparams_for_range(min_val, max_val, bits, mapping, signed, granularity)
 
 
-def _qparams_for_range(
+def qparams_for_range(
     min_val: torch.Tensor,
     max_val: torch.Tensor,
     bits: int,
@@ -447,7 +444,7 @@ def _qparams_for_range(
 ) -> QParams:
     """The observers' formulas, for a finite float32 range already shaped like the qparams (arguments checked)."""
     quant_min, quant_max = quant_range(bits, signed)
-    _check_order(min_val, max_val)
+    check_order(min_val, max_val)
     min_neg = torch.minimum(min_val, torch.zeros_like(min_val))
     max_pos = torch.maximum(max_val, torch.zeros_like(max_val))
 
@@ -476,7 +473,7 @@ def _qparams_for_range(
     return QParams(scale, zero_point, quant_min, quant_max, granularity)
 
 
-def _broadcast(p: torch.Tensor, x: torch.Tensor, granularity: Granularity) -> torch.Tensor:
+def broadcast(p: torch.Tensor, x: torch.Tensor, granularity: Granularity) -> torch.Tensor:
     """Reshape a per-channel/per-group parameter so that it broadcasts against ``x``."""
     if isinstance(granularity, PerTensor):
         return p
@@ -487,7 +484,7 @@ def _broadcast(p: torch.Tensor, x: torch.Tensor, granularity: Granularity) -> to
     return p.repeat_interleave(granularity.group_size, dim=-1)
 
 
-def _grid(x: torch.Tensor, qparams: QParams) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def grid_codes(x: torch.Tensor, qparams: QParams) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """round(x / scale) + zero_point, not yet clamped, and the broadcast scale and zero-point.
 
     Computed as PyTorch's kernels do: they multiply by the float32 reciprocal
@@ -496,8 +493,8 @@ def _grid(x: torch.Tensor, qparams: QParams) -> tuple[torch.Tensor, torch.Tensor
     (``nearbyint``); each detail matters for bit-exact agreement.
     """
     g = qparams.granularity
-    scale = _broadcast(qparams.scale.detach().float(), x, g)
-    zero_point = _broadcast(qparams.zero_point.detach().long(), x, g)
+    scale = broadcast(qparams.scale.detach().float(), x, g)
+    zero_point = broadcast(qparams.zero_point.detach().long(), x, g)
     dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     return torch.round(x.detach().to(dtype) * (1.0 / scale).to(dtype)) + zero_point, scale, zero_point
 
@@ -505,8 +502,8 @@ def _grid(x: torch.Tensor, qparams: QParams) -> tuple[torch.Tensor, torch.Tensor
 def quantize(x: torch.Tensor, qparams: QParams) -> torch.Tensor:
     """Float tensor -> integer codes (int32 holding values in ``[quant_min, quant_max]``)."""
     _check_float(x)
-    _check_qparams(qparams, x)
-    grid, _, _ = _grid(x, qparams)
+    check_qparams(qparams, x)
+    grid, _, _ = grid_codes(x, qparams)
     return torch.clamp(grid, qparams.quant_min, qparams.quant_max).to(torch.int32)
 
 
@@ -525,7 +522,7 @@ def dequantize(q: torch.Tensor, qparams: QParams) -> torch.Tensor:
         )
     if q.numel() == 0:
         raise ValueError(f"q is empty (shape {tuple(q.shape)}): pass at least one code")
-    _check_qparams(qparams, q, "q")
+    check_qparams(qparams, q, "q")
     lo, hi = (int(v) for v in torch.aminmax(q))
     if lo < qparams.quant_min or hi > qparams.quant_max:
         raise ValueError(
@@ -533,8 +530,8 @@ def dequantize(q: torch.Tensor, qparams: QParams) -> torch.Tensor:
             "were they quantized with other qparams?"
         )
     g = qparams.granularity
-    scale = _broadcast(qparams.scale.detach().float(), q, g)
-    zero_point = _broadcast(qparams.zero_point.detach().long(), q, g)
+    scale = broadcast(qparams.scale.detach().float(), q, g)
+    zero_point = broadcast(qparams.zero_point.detach().long(), q, g)
     return (q.to(torch.int64) - zero_point).float() * scale
 
 
@@ -544,7 +541,7 @@ class _RoundSTE(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, qparams: QParams) -> torch.Tensor:  # type: ignore[override]
-        grid, scale, zero_point = _grid(x, qparams)
+        grid, scale, zero_point = grid_codes(x, qparams)
         ctx.save_for_backward((grid >= qparams.quant_min) & (grid <= qparams.quant_max))
         steps = torch.clamp(grid, qparams.quant_min, qparams.quant_max) - zero_point
         # PyTorch's per-channel kernel multiplies in double (exact) and rounds once to x's dtype; the per-tensor
@@ -569,7 +566,7 @@ def fake_quantize(x: torch.Tensor, qparams: QParams) -> torch.Tensor:
     per-channel kernel overflows there (returns ``quant_min``), this clamps.
     """
     _check_float(x)
-    _check_qparams(qparams, x)
+    check_qparams(qparams, x)
     return _RoundSTE.apply(x, qparams)
 
 
@@ -616,3 +613,33 @@ def max_abs_error(x: torch.Tensor, x_hat: torch.Tensor) -> float:
     """Largest absolute difference between a tensor and its reconstruction (same shape)."""
     _check_pair(x, x_hat)
     return float(torch.max(torch.abs(x.detach().double() - x_hat.detach().double())))
+
+
+def ste_curve(
+    x: torch.Tensor, scale: float, zero_point: int, quant_min: int, quant_max: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.fake_quantize_per_tensor_affine`` at each point of ``x`` and its autograd gradient there.
+
+    The gradient is the straight-through estimator: 1 inside the clipping
+    range, 0 where the value was clipped.
+    """
+    if not isinstance(x, torch.Tensor) or x.is_complex() or x.is_quantized:
+        raise TypeError(f"x must be a real torch.Tensor, e.g. torch.linspace(-2, 2, 401), not {type(x).__name__}")
+    if x.numel() == 0:
+        raise ValueError("x is empty: give the points to draw the curve at, e.g. torch.linspace(-2, 2, 401)")
+    if not torch.isfinite(x).all():
+        raise ValueError("x holds NaN/inf values: the curve needs finite points, e.g. torch.linspace(-2, 2, 401)")
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Real):
+        raise TypeError(f"scale={scale!r} must be a number, not {type(scale).__name__}")
+    for name, value in (("zero_point", zero_point), ("quant_min", quant_min), ("quant_max", quant_max)):
+        check_int(name, value)
+    if quant_min >= quant_max:
+        raise ValueError(f"quant_min={quant_min} must be below quant_max={quant_max}")
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale={scale} must be positive and finite")
+    if not quant_min <= zero_point <= quant_max:
+        raise ValueError(f"zero_point={zero_point} must lie on the grid [{quant_min}, {quant_max}]")
+    x = x.detach().float().clone().requires_grad_(True)
+    y = torch.fake_quantize_per_tensor_affine(x, scale, zero_point, quant_min, quant_max)
+    y.sum().backward()
+    return y.detach(), x.grad.detach()  # type: ignore[union-attr]

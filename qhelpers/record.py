@@ -1,12 +1,18 @@
-"""``record(name, value)``: a notebook's key results, shown and saved for the book runner.
+"""``record(name, value)``: a notebook's key results, shown and saved for the book runner; ``claim``: one checked.
 
 Each call prints one line ``[record] name = value`` and, when the environment
 variable ``QHELPERS_RESULTS`` names a JSON file (the book runner sets it for
 each chapter), merges ``{name: value}`` into that file. Values are kept at full
 precision in the file; the printed line rounds floats to 4 significant digits.
 
-This module uses the standard library only: the book runner's kernels load it
-by file path, without importing torch.
+``claim(name, value, at_least=..., at_most=...)`` records a result, prints
+whether it lies within the stated limits, and stops the notebook with an
+``AssertionError`` if it does not: a claim of the text, checked on every run.
+The limits of a chapter's claims are data, in ``notebooks/limits.yml``
+(:func:`claim_limits`), not numbers scattered through its cells.
+
+This module uses the standard library only (and PyYAML in :func:`claim_limits`): the
+book runner's kernels load it by file path, without importing torch.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator, Union
 
-__all__ = ["record", "RESULTS_ENV", "read_results", "atomic_open"]
+__all__ = ["record", "claim", "claim_limits", "RESULTS_ENV", "read_results", "atomic_open"]
 
 RESULTS_ENV = "QHELPERS_RESULTS"
 Value = Union[bool, int, float, str, list, dict, None]
@@ -122,3 +128,54 @@ def record(name: str, value: Value) -> Value:
                              f"point {RESULTS_ENV} at a writable .json file, or unset it") from exc
     print(f"[record] {name} = {_fmt(value)}")
     return value
+
+
+def claim(name: str, value: float, *, at_least: float | None = None, at_most: float | None = None) -> None:
+    """Record ``value`` as ``name``, print whether it lies in ``[at_least, at_most]``, and assert that it does.
+
+    A limit of ``None`` is no limit (e.g. a claim that holds only in the full
+    configuration); with neither limit the value is recorded and shown as not
+    checked. Returns nothing, so that a claim ending a notebook cell displays only its line (its value, printed in
+    full, would differ between CPUs).
+    """
+    for what, limit in (("at_least", at_least), ("at_most", at_most)):
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float)) or not math.isfinite(limit)):
+            raise TypeError(f"claim({name!r}): {what}={limit!r} must be a finite number or None")
+    value = record(name, value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"claim({name!r}): value {value!r} must be a number to compare with the limits")
+    if at_least is None and at_most is None:
+        print(f"[claim] {name}: no limit in this configuration, not checked")
+        return
+    if at_least is not None and at_most is not None:
+        stated = f"in [{at_least:.4g}, {at_most:.4g}]"
+    else:
+        stated = f">= {at_least:.4g}" if at_least is not None else f"<= {at_most:.4g}"
+    ok = (at_least is None or value >= at_least) and (at_most is None or value <= at_most)
+    print(f"[claim] {name} {stated}: {'yes' if ok else 'NO'}")
+    if not ok:
+        raise AssertionError(f"claim {name}: {_fmt(value)} is not {stated}")
+
+
+def claim_limits(chapter: str, configuration: str, path: Path | str | None = None) -> dict:
+    """The limits of chapter ``chapter``'s claims in ``configuration``, from ``notebooks/limits.yml``.
+
+    ``path`` defaults to the ``limits.yml`` in the working directory (a
+    notebook runs in its own folder), else the course's ``notebooks/limits.yml``.
+    """
+    import yaml
+
+    if path is None:
+        here = Path.cwd() / "limits.yml"
+        path = here if here.is_file() else Path(__file__).resolve().parents[1] / "notebooks" / "limits.yml"
+    path = Path(path)
+    try:
+        table = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise ValueError(f"cannot read the claims' limits {path} ({exc.strerror or exc}); it lives beside the notebooks") from None
+    if chapter not in table:
+        raise ValueError(f"{path.name} has no limits for chapter {chapter!r}; it has {sorted(table)}")
+    if configuration not in table[chapter]:
+        raise ValueError(f"{path.name}: chapter {chapter!r} has no configuration {configuration!r}; "
+                         f"choose one of {sorted(table[chapter])}")
+    return dict(table[chapter][configuration])

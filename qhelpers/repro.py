@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import numbers
 import random
 import warnings
 
 import numpy as np
 import torch
 from .checks import check_int
+from .hardware import separate_inductor_cache
 
 __all__ = ["setup"]
 
@@ -17,10 +17,12 @@ SEED_MAX = 2**32 - 1  # NumPy's limit, so that one seed works for every library
 
 
 def setup(seed: int = 0, threads: int = 2, engine: str = "x86", quiet_deprecations: bool = True) -> str:
-    """Seed Python, NumPy and torch; fix torch's thread count; pick the quantized CPU engine.
+    """Seed Python, NumPy and torch; fix torch's thread count; pick the quantized CPU engine; one compile cache per ISA.
 
     Fixed threads make timings comparable and floating-point reductions
     repeatable. ``x86`` is the fbgemm-based engine for these CPUs.
+    ``torch.compile``'s disk cache gets a folder per instruction set
+    (:func:`qhelpers.hardware.separate_inductor_cache`).
     ``quiet_deprecations`` hides the (expected, repeated) deprecation warnings
     of ``torch.ao.quantization``; the chapters say what replaces it.
     Returns a one-line summary to print. Every argument is checked before
@@ -38,6 +40,7 @@ def setup(seed: int = 0, threads: int = 2, engine: str = "x86", quiet_deprecatio
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
     torch.backends.quantized.engine = engine
+    separate_inductor_cache()
     if quiet_deprecations:
         warnings.filterwarnings("ignore", message=r".*torch\.ao\.quantization.*deprecated.*")
         warnings.filterwarnings("ignore", message=r".*quantized tensor creation functions.*deprecated.*")
@@ -47,6 +50,8 @@ def setup(seed: int = 0, threads: int = 2, engine: str = "x86", quiet_deprecatio
         # torchao registering an Enum with torch.compile, inductor noting that there is no CUDA.
         warnings.filterwarnings("ignore", message=r".*reduce_range will be deprecated.*")
         warnings.filterwarnings("ignore", message=r"To copy construct from a tensor", module=r"torch\._inductor.*")
+        # torch.compile's cache asking torchao's weight tensors for a hash they do not offer (caching still works).
+        warnings.filterwarnings("ignore", message=r".*does not implement _stable_hash_for_caching.*", category=UserWarning)
         logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
         logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     return f"torch {torch.__version__.split('+')[0]} | seed {seed} | {threads} threads | quantized engine {engine}"

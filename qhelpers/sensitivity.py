@@ -1,16 +1,17 @@
 """Which layers suffer from INT8? Quantize one layer at a time, rank them, keep the worst in FP32.
 
-All of it runs through FX graph mode: a ``QConfigMapping`` whose global
-qconfig is ``None`` and which names one module quantizes that module alone
-(its weights, and the activations entering and leaving it); one that
-names a few modules with ``None`` quantizes everything *but* them, which is
-the mixed-precision model.
+All of it runs through FX graph mode, :func:`qhelpers.ptq.ptq_fx`:
+``only=[name]`` (a ``QConfigMapping`` whose global qconfig is ``None`` and
+which names one module) quantizes that module alone (its weights, and the
+activations entering and leaving it); ``keep_float=[...]`` (a few modules
+named with ``None``) quantizes everything *but* them, which is the
+mixed-precision model.
 
 The score of a layer is the signal-to-quantization-noise ratio (SQNR, dB)
 of the network's output logits against the FP32 model's on a fixed batch:
 it sees small differences that top-1 accuracy, flipping a few images, does not.
 
-Arguments are checked as in :mod:`qhelpers.flows` (a float model, a list of
+Arguments are checked as in :mod:`qhelpers.ptq` (a float model, a list of
 finite calibration batches, example inputs the model runs on), and layer names
 must be a list of the model's conv/linear layers, before any layer is quantized.
 """
@@ -25,23 +26,20 @@ from typing import Iterable, Sequence
 import torch
 from torch import Tensor, nn
 
-from .flows import Fuse, _check_calibration, _default_qconfig, _fuse, calibrate, check_float_model, views_as_reshapes
-from .quant import sqnr_db
+from .checks import check_float_model
+from .ptq import (
+    Fuse, calibrate, check_calibration, check_granularity, check_layers, default_qconfig, fuse, ptq_fx, quantizable_layers,
+)
+from .quant import PerChannel, PerTensor, sqnr_db
 
 __all__ = [
-    "quantizable_layers", "ptq_fx_layers", "LayerSensitivity", "layer_sensitivity", "sensitivity_table", "calibration_sweep",
+    "layer_sensitivity", "sensitivity_table", "calibration_sweep",
 ]
 
-_QUANTIZABLE = (nn.Conv2d, nn.Linear)
+_fuse_in_place = fuse  # (calibration_sweep's argument is also called fuse)
 
 
 # --- argument checks ------------------------------------------------------------------------------
-
-def _check_flag(name: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name}={value!r} must be True or False, not {type(value).__name__}")
-    return value
-
 
 def _check_inputs(x: object, what: str = "inputs") -> Tensor:
     """A non-empty batch of finite float inputs."""
@@ -66,86 +64,6 @@ def _run(model: nn.Module, args: tuple, what: str) -> Tensor:
                          "like a batch of its data") from None
 
 
-def _check_example(model: nn.Module, example_inputs: object) -> tuple:
-    if not isinstance(example_inputs, tuple):
-        raise TypeError("example_inputs must be a tuple of the model's inputs, e.g. (x[:1],)")
-    if not example_inputs:
-        raise ValueError("example_inputs is an empty tuple: give the model's inputs, e.g. (x[:1],)")
-    for i, t in enumerate(example_inputs):
-        if isinstance(t, Tensor):
-            _check_inputs(t, f"example_inputs[{i}]")
-    _run(model, example_inputs, "example_inputs")
-    return example_inputs
-
-
-def quantizable_layers(model: nn.Module) -> list[str]:
-    """Names of the convolution and linear layers, in definition order: the layers INT8 computes."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, not {type(model).__name__}")
-    return [name for name, m in model.named_modules() if isinstance(m, _QUANTIZABLE)]
-
-
-def _check_layers(model: nn.Module, names: Iterable[str], what: str) -> list[str]:
-    if isinstance(names, (str, bytes)) or not isinstance(names, Iterable):
-        raise TypeError(f"{what} must be a list of layer names, e.g. ['fc1'], not {type(names).__name__} {names!r}")
-    names = list(names)
-    if not all(isinstance(n, str) for n in names):
-        raise TypeError(f"{what} must be a list of layer names (strings), e.g. ['fc1'], not {names!r}")
-    known = quantizable_layers(model)
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise ValueError(f"{what} names {unknown}, which are not conv/linear layers of the model; choose from {known}")
-    return names
-
-
-def ptq_fx_layers(
-    model: nn.Module,
-    calibration: Sequence[Tensor],
-    example_inputs: tuple,
-    *,
-    only: Sequence[str] | None = None,
-    keep_fp32: Sequence[str] = (),
-    per_channel: bool = True,
-    desc: str = "calibrating (FX, selected layers)",
-) -> torch.fx.GraphModule:
-    """FX post-training quantization of selected layers: ``only`` these, or all but ``keep_fp32``.
-
-    ``only=["layer1.0.conv1"]`` quantizes that layer alone (after fusion with
-    its batch norm and ReLU, which FX does for the whole graph); ``keep_fp32``
-    leaves the named layers in FP32, with dequantize/quantize around them.
-    Otherwise the same recipe as :func:`qhelpers.flows.ptq_fx` (x86 qconfig).
-    """
-    from torch.ao.quantization import QConfigMapping, get_default_qconfig_mapping
-    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
-
-    check_float_model(model)
-    _check_calibration(calibration)
-    if not isinstance(example_inputs, tuple):
-        raise TypeError("example_inputs must be a tuple of the model's inputs, e.g. (x[:1],)")
-    if only is not None and keep_fp32:
-        raise ValueError("give either only= (quantize just these) or keep_fp32= (quantize all but these), not both")
-    _check_flag("per_channel", per_channel)
-    qconfig = _default_qconfig(per_channel)
-    if only is not None:
-        layers = _check_layers(model, only, "only")
-        if not layers:
-            raise ValueError("only=[] quantizes no layer: name at least one, or use keep_fp32= to quantize all but some")
-        mapping = QConfigMapping().set_global(None)
-        for name in layers:
-            mapping.set_module_name(name, qconfig)
-    else:
-        layers = _check_layers(model, keep_fp32, "keep_fp32")
-        mapping = get_default_qconfig_mapping("x86").set_global(qconfig)
-        for name in layers:
-            mapping.set_module_name(name, None)
-    m = copy.deepcopy(model).eval()
-    _check_example(m, example_inputs)
-    m = views_as_reshapes(m)
-    prepared = prepare_fx(m, mapping, example_inputs)
-    calibrate(prepared, calibration, desc=desc)
-    return convert_fx(prepared).eval()
-
-
 @dataclass(frozen=True)
 class LayerSensitivity:
     """How much quantizing one layer alone changes the network's output."""
@@ -163,7 +81,7 @@ def layer_sensitivity(
     labels: Tensor | None = None,
     *,
     layers: Sequence[str] | None = None,
-    per_channel: bool = True,
+    granularity: PerTensor | PerChannel = PerChannel(0),
 ) -> list[LayerSensitivity]:
     """Quantize each layer alone (FX), run ``inputs``, compare with FP32: most sensitive first.
 
@@ -174,7 +92,7 @@ def layer_sensitivity(
     from .train import progress
 
     check_float_model(model)
-    _check_calibration(calibration)
+    check_calibration(calibration)
     _check_inputs(inputs)
     if labels is not None:
         if not isinstance(labels, Tensor) or labels.dim() != 1 or labels.is_floating_point() or labels.dtype == torch.bool:
@@ -182,13 +100,13 @@ def layer_sensitivity(
             raise TypeError(f"labels must be a 1-D tensor of integer class indices (or None), not {kind}")
         if len(labels) != len(inputs):
             raise ValueError(f"labels has {len(labels)} entries for {len(inputs)} inputs: give one label per input")
-    _check_flag("per_channel", per_channel)
+    check_granularity(granularity)
     if layers is None:
         layers = quantizable_layers(model)
         if not layers:
             raise ValueError("the model has no conv/linear layers to quantize")
     else:
-        layers = _check_layers(model, layers, "layers")
+        layers = check_layers(model, layers, "layers")
         if not layers:
             raise ValueError("layers=[] is empty: name at least one layer, or leave layers=None for all of them")
     model = model.eval()
@@ -197,7 +115,7 @@ def layer_sensitivity(
     ref_top1 = reference.argmax(1)
     results = []
     for name in progress(layers, desc="one layer at a time", unit="layer"):
-        q = ptq_fx_layers(model, calibration, example, only=[name], per_channel=per_channel, desc=f"calibrating {name}")
+        q = ptq_fx(model, calibration, example, only=[name], granularity=granularity, desc=None)  # one bar: the layers
         with torch.inference_mode():
             out = q(inputs).float()
         top1 = out.argmax(1)
@@ -231,11 +149,11 @@ def calibration_sweep(
     loader: Iterable,
     *,
     fuse: Fuse = None,
-    per_channel: bool = True,
+    granularity: PerTensor | PerChannel = PerChannel(0),
 ) -> dict[int, float]:
     """Accuracy on ``loader`` of eager-mode INT8 models calibrated on the first ``n`` batches, for each ``n`` in ``sizes``.
 
-    The same models as ``flows.ptq_eager(model, batches[:n], ...)``, but each
+    The same models as ``ptq.ptq_eager(model, batches[:n], ...)``, but each
     batch is observed once: one prepared model keeps calibrating, and at each
     size a copy of it is converted and evaluated.
     """
@@ -247,7 +165,7 @@ def calibration_sweep(
     if not any(isinstance(m, torch.ao.quantization.QuantStub) for m in model.modules()):
         raise ValueError("calibration_sweep quantizes in eager mode, which needs a QuantStub (and DeQuantStub) in the "
                          "model; use a quantization-ready model (e.g. QuantReadyCNN.from_simple_cnn)")
-    _check_calibration(batches)
+    check_calibration(batches)
     if isinstance(sizes, (str, bytes, Tensor)) or not isinstance(sizes, Iterable):
         raise TypeError(f"sizes must be a list of batch counts, e.g. [1, 2, 4], not {type(sizes).__name__} {sizes!r}")
     sizes = list(sizes)
@@ -256,13 +174,13 @@ def calibration_sweep(
         raise TypeError(f"sizes must hold whole numbers of batches, but {bad[0]!r} is a {type(bad[0]).__name__}")
     if not hasattr(loader, "__iter__"):
         raise TypeError(f"loader must yield (inputs, labels) batches, e.g. a DataLoader; got {type(loader).__name__}")
-    _check_flag("per_channel", per_channel)
+    qconfig = default_qconfig(granularity)
     sizes = sorted(set(sizes))
     if not sizes or sizes[0] < 1 or sizes[-1] > len(batches):
         raise ValueError(f"sizes={sizes} must lie between 1 and the number of batches ({len(batches)})")
     prepared = copy.deepcopy(model).eval()
-    _fuse(prepared, fuse)
-    prepared.qconfig = _default_qconfig(per_channel)
+    _fuse_in_place(prepared, fuse)
+    prepared.qconfig = qconfig
     prepare(prepared, inplace=True)
     results: dict[int, float] = {}
     seen = 0

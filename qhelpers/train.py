@@ -1,6 +1,6 @@
 """Training and evaluation: a seeded loop with one progress bar, and a checkpoint cache.
 
-``train_or_load`` trains a model once per configuration and stores it under
+:func:`cached` trains a model once per configuration and stores it under
 the data folder (``checkpoints/``), keyed by a hash of the full training
 configuration and of the model's definition (:func:`code_key`); a notebook
 re-run with the same configuration and model code loads it instead.
@@ -19,6 +19,7 @@ import os
 import re
 import sys
 import textwrap
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -29,13 +30,14 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.std import tqdm
 
-from .checks import check_int
-from .data import Loaders, _check_seed, data_dir
+from .checks import SEED_MAX, check_int
+from .data import Loaders, data_dir
 from .record import atomic_open
+from .transformer import check_ids, lm_loss
 
 __all__ = [
-    "EvalResult", "History", "TrainConfig", "TrainingDivergedError", "evaluate", "predict", "fit", "train_or_load",
-    "code_key", "progress",
+    "History", "TrainConfig", "TrainingDivergedError", "evaluate", "predict", "fit", "LMHistory", "fit_lm", "cached",
+    "train_or_load", "code_key", "progress",
 ]
 
 # Part of every checkpoint's code key: bump it when a change to ``fit`` changes the weights it produces.
@@ -112,7 +114,7 @@ class TrainConfig:
         if self.subset is not None:
             check_int("subset", self.subset, 1)
         check_int("val_size", self.val_size, 0)
-        _check_seed(self.seed)
+        check_int("seed", self.seed, 0, SEED_MAX)
         if not isinstance(self.extra, tuple) or not all(
             isinstance(kv, tuple) and len(kv) == 2 and isinstance(kv[0], str) for kv in self.extra
         ):
@@ -222,19 +224,24 @@ def fit(
     weight_decay: float = 0.0,
     seed: int = 0,
     desc: str = "training",
+    max_grad_norm: float | None = None,
 ) -> History:
     """Train with SGD (momentum) and a one-cycle learning-rate schedule; one progress bar for all epochs.
 
-    Every argument is checked first. A loss that becomes NaN or infinite stops
-    training with :class:`TrainingDivergedError` naming the epoch and the step
-    (before that step changes the weights).
+    Every argument is checked first. ``max_grad_norm`` clips the gradients'
+    global norm before each step (``torch.nn.utils.clip_grad_norm_``; None: no
+    clipping). A loss that becomes NaN or infinite stops training with
+    :class:`TrainingDivergedError` naming the epoch and the step (before that
+    step changes the weights).
     """
     _check_model(model)
     epochs = check_int("epochs", epochs, 1)
     lr = _check_float("lr", lr, 0.0, None, low_open=True)
     momentum = _check_float("momentum", momentum, 0.0, 1.0, high_open=True)
     weight_decay = _check_float("weight_decay", weight_decay, 0.0, None)
-    seed = _check_seed(seed)
+    seed = check_int("seed", seed, 0, SEED_MAX)
+    if max_grad_norm is not None:
+        max_grad_norm = _check_float("max_grad_norm", max_grad_norm, 0.0, None, low_open=True)
     if not isinstance(desc, str):
         raise TypeError(f"desc={desc!r} must be a string (the progress bar's label)")
     if not any(p.requires_grad for p in model.parameters()):
@@ -272,6 +279,8 @@ def fit(
                         "inputs for NaN/inf; the model stopped before this step and is only partly trained"
                     )
                 loss.backward()
+                if max_grad_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
                 opt.step()
                 sched.step()
                 total += value * len(y)
@@ -287,6 +296,93 @@ def fit(
 
 
 _LIBRARIES = ("torch", "torchvision", "torchao")
+
+
+@dataclass
+class LMHistory:
+    """Training loss at every evaluation point, and validation loss there (nats per token)."""
+
+    step: list[int] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def fit_lm(
+    model: nn.Module,
+    train_ids: torch.Tensor,
+    val_windows: tuple[torch.Tensor, torch.Tensor] | None = None,
+    *,
+    iters: int = 1500,
+    batch_size: int = 32,
+    lr: float = 2e-3,
+    weight_decay: float = 0.1,
+    warmup: int = 100,
+    eval_every: int = 250,
+    seed: int = 0,
+    desc: str = "training the GPT",
+) -> LMHistory:
+    """Train a language model on random windows of ``train_ids`` with AdamW, warm-up and cosine decay to ``lr/10``.
+
+    The windows are drawn with a generator seeded by ``seed``, so a run is
+    repeatable. The training loss shown and recorded is a running mean over
+    the last ``eval_every`` steps; the validation loss is :func:`lm_loss` on
+    ``val_windows`` at every ``eval_every`` steps and at the end.
+    """
+    check_ids("train_ids", train_ids)
+    for name, value in (("iters", iters), ("batch_size", batch_size), ("eval_every", eval_every)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}={value!r} must be a positive int")
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr={lr!r} must be a positive finite number")
+    block = model.config.block_size
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=lr, betas=(0.9, 0.99))
+
+    def lr_at(it: int) -> float:
+        if it < warmup:
+            return lr * (it + 1) / warmup
+        t = (it - warmup) / max(1, iters - warmup)
+        return lr / 10 + 0.5 * (lr - lr / 10) * (1 + math.cos(math.pi * t))
+
+    hist = LMHistory()
+    running, n_running = 0.0, 0
+    start = time.perf_counter()
+    bar = progress(total=iters, desc=desc, unit="step")
+    with bar:
+        for it in range(iters):
+            model.train()
+            ix = torch.randint(len(train_ids) - block - 1, (batch_size,), generator=gen)
+            x = torch.stack([train_ids[i : i + block] for i in ix.tolist()])
+            y = torch.stack([train_ids[i + 1 : i + 1 + block] for i in ix.tolist()])
+            for group in opt.param_groups:
+                group["lr"] = lr_at(it)
+            logits = model(x)
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+            value = loss.item()
+            if not math.isfinite(value):
+                raise TrainingDivergedError(f"training diverged at step {it + 1}: the loss is {value}; lower lr (now {lr:g})")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            running += value
+            n_running += 1
+            bar.update(1)
+            if (it + 1) % eval_every == 0 or it + 1 == iters:
+                hist.step.append(it + 1)
+                hist.train_loss.append(running / n_running)
+                running, n_running = 0.0, 0
+                if val_windows is not None:
+                    hist.val_loss.append(lm_loss(model, val_windows))
+                    bar.set_postfix(val_loss=f"{hist.val_loss[-1]:.3f}")
+    hist.seconds = time.perf_counter() - start
+    model.eval()
+    return hist
 
 
 def _function_code(func: Callable) -> str:
@@ -377,36 +473,34 @@ def _checkpoint_path(config: TrainConfig, cache_dir: Path | None, code: str) -> 
     return base / f"{config.model}-{config.dataset}-{config.key()}-{code}.pt"
 
 
-def train_or_load(
+def cached(
     build: Callable[[], nn.Module],
     config: TrainConfig,
-    data: Loaders,
+    train_fn: Callable[[nn.Module], object],
     *,
     cache_dir: Path | str | None = None,
-) -> tuple[nn.Module, History, bool]:
-    """Build a model (after seeding) and train it, or load it from the cache.
+    history_type: type = History,
+) -> tuple[nn.Module, object, bool]:
+    """Build a model (after seeding with ``config.seed``) and load its weights from the cache, or train and cache it.
 
-    Returns ``(model in eval mode, history, loaded_from_cache)``. The cache file
-    is named by the configuration's hash and the model's :func:`code_key`, and
-    written atomically (with normal file permissions), so an interrupted run
-    never leaves a broken one. A cache file that cannot be read (truncated,
-    garbage, another model's weights) is reported in one line and replaced by
-    training again.
+    Returns ``(model in eval mode, history, loaded_from_cache)``. ``train_fn(model)``
+    trains the model in place and returns its history (a dataclass of
+    ``history_type``). The cache file is named
+    ``<config.model>-<config.dataset>-<config.key()>-<code_key>.pt``: by the
+    configuration's hash and the model's :func:`code_key`. ``config`` may be
+    any frozen dataclass with ``model``, ``dataset`` and ``seed`` fields and a
+    ``key()`` method (e.g. :class:`TrainConfig`). The file is written atomically
+    (with normal file permissions), so an interrupted run never leaves a broken
+    one. A cache file that cannot be read (truncated, garbage, another model's
+    weights) is reported in one line and replaced by training again.
     """
     if not callable(build) or isinstance(build, nn.Module):
         raise TypeError(f"build must be a function or class that returns a new model, not {type(build).__name__}"
                         + (" (pass the class or a function, not a model instance)" if isinstance(build, nn.Module) else ""))
-    if not isinstance(config, TrainConfig):
+    if not all(hasattr(config, a) for a in ("model", "dataset", "seed", "key")):
         raise TypeError(f"config must be a TrainConfig, not {type(config).__name__}")
-    if not isinstance(data, Loaders):
-        raise TypeError(f"data must be a qhelpers.data.Loaders (e.g. from qhelpers.data.loaders()), not {type(data).__name__}")
-    if data.dataset != config.dataset:
-        raise ValueError(f"config is for {config.dataset!r} but the loaders hold {data.dataset!r}")
-    if data.train.batch_size != config.batch_size:
-        raise ValueError(f"config.batch_size={config.batch_size} but the training loader uses {data.train.batch_size}")
-    n_train = len(data.train.dataset)  # type: ignore[arg-type]
-    if config.subset is not None and n_train != config.subset:
-        raise ValueError(f"config.subset={config.subset} but the training loader holds {n_train} images")
+    if not callable(train_fn):
+        raise TypeError(f"train_fn must be a function that trains a model in place, not {type(train_fn).__name__}")
     if cache_dir is not None and not isinstance(cache_dir, (str, os.PathLike)):
         raise TypeError(f"cache_dir={cache_dir!r} must be a folder path (str or Path) or None")
     cache = Path(cache_dir) if cache_dir is not None else data_dir() / "checkpoints"
@@ -429,7 +523,7 @@ def train_or_load(
         try:
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
             model.load_state_dict(ckpt["state_dict"])
-            return model.eval(), History(**ckpt["history"]), True
+            return model.eval(), history_type(**ckpt["history"]), True
         except Exception as exc:  # noqa: BLE001 - any unreadable cache file is replaced
             print(f"cached checkpoint {path} is unreadable ({type(exc).__name__}); training again to replace it",
                   file=sys.stderr)
@@ -438,17 +532,7 @@ def train_or_load(
         stale = sorted(cache.glob(f"{config.model}-{config.dataset}-{config.key()}-*.pt"))
         if stale:
             print(f"the model's code changed since {stale[-1].name} was trained: training again", file=sys.stderr)
-    hist = fit(
-        model,
-        data.train,
-        data.val,
-        epochs=config.epochs,
-        lr=config.lr,
-        momentum=config.momentum,
-        weight_decay=config.weight_decay,
-        seed=config.seed,
-        desc=f"training {config.model} on {config.dataset}",
-    )
+    hist = train_fn(model)
     try:
         with atomic_open(path, "wb") as fh:
             torch.save({"state_dict": model.state_dict(), "history": asdict(hist),
@@ -457,3 +541,37 @@ def train_or_load(
         print(f"could not save the checkpoint {path} ({exc.strerror or exc}); the model is trained but not cached",
               file=sys.stderr)
     return model.eval(), hist, False
+
+
+def train_or_load(
+    build: Callable[[], nn.Module],
+    config: TrainConfig,
+    data: Loaders,
+    *,
+    cache_dir: Path | str | None = None,
+) -> tuple[nn.Module, History, bool]:
+    """:func:`cached` with :func:`fit` as the trainer: SGD on ``data.train`` as ``config`` says, validated on ``data.val``.
+
+    Returns ``(model in eval mode, history, loaded_from_cache)``. ``data`` must
+    be the loaders ``config`` describes (data set, batch size, subset size).
+    """
+    if not callable(build) or isinstance(build, nn.Module):
+        raise TypeError(f"build must be a function or class that returns a new model, not {type(build).__name__}"
+                        + (" (pass the class or a function, not a model instance)" if isinstance(build, nn.Module) else ""))
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, not {type(config).__name__}")
+    if not isinstance(data, Loaders):
+        raise TypeError(f"data must be a qhelpers.data.Loaders (e.g. from qhelpers.data.loaders()), not {type(data).__name__}")
+    if data.dataset != config.dataset:
+        raise ValueError(f"config is for {config.dataset!r} but the loaders hold {data.dataset!r}")
+    if data.train.batch_size != config.batch_size:
+        raise ValueError(f"config.batch_size={config.batch_size} but the training loader uses {data.train.batch_size}")
+    n_train = len(data.train.dataset)  # type: ignore[arg-type]
+    if config.subset is not None and n_train != config.subset:
+        raise ValueError(f"config.subset={config.subset} but the training loader holds {n_train} images")
+
+    def train_fn(model: nn.Module) -> History:
+        return fit(model, data.train, data.val, epochs=config.epochs, lr=config.lr, momentum=config.momentum,
+                   weight_decay=config.weight_decay, seed=config.seed, desc=f"training {config.model} on {config.dataset}")
+
+    return cached(build, config, train_fn, cache_dir=cache_dir)  # type: ignore[return-value]

@@ -1,4 +1,4 @@
-"""A small decoder-only transformer (nanoGPT-style) for characters, its training loop and its sampler.
+"""A small decoder-only transformer (nanoGPT-style) for characters, its loss and its sampler.
 
 The model is Karpathy's nanoGPT reduced to what a 2-core CPU trains in a
 couple of minutes: token and position embeddings, ``n_layer`` blocks of
@@ -10,21 +10,20 @@ compresses.
 
 - :class:`GPTConfig`, :class:`GPT`: the model; ``GPT(config)(idx)`` returns logits ``(B, T, vocab)``;
 - :func:`lm_loss`: mean next-character cross-entropy (nats per character) over fixed windows;
-- :func:`fit_lm`: AdamW with warm-up and cosine decay, one progress bar;
+- (its trainer is :func:`qhelpers.train.fit_lm`);
 - :func:`generate`: seeded sampling, one character at a time, from a prompt.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["GPTConfig", "GPT", "CachedDecoder", "LMHistory", "eval_windows", "lm_loss", "fit_lm", "generate", "block_linears"]
+__all__ = ["GPTConfig", "GPT", "CachedDecoder", "check_ids", "eval_windows", "lm_loss", "generate", "block_linears"]
 
 
 @dataclass(frozen=True)
@@ -178,7 +177,8 @@ def block_linears(model: nn.Module) -> dict[str, nn.Linear]:
     return {name: m for name, m in model.named_modules() if isinstance(m, nn.Linear) and ".h." in f".{name}"}
 
 
-def _check_ids(name: str, ids: object) -> torch.Tensor:
+def check_ids(name: str, ids: object) -> torch.Tensor:
+    """``ids`` if it is a 1-D int64 tensor of token ids; a TypeError naming ``name`` otherwise."""
     if not isinstance(ids, torch.Tensor) or ids.dtype != torch.long or ids.dim() != 1:
         raise TypeError(f"{name} must be a 1-D int64 tensor of token ids (e.g. from CharVocab.encode)")
     return ids
@@ -186,7 +186,7 @@ def _check_ids(name: str, ids: object) -> torch.Tensor:
 
 def eval_windows(ids: torch.Tensor, block_size: int, count: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``count`` evenly spaced, non-overlapping windows of ``ids``: inputs ``(count, block_size)`` and next-token targets."""
-    _check_ids("ids", ids)
+    check_ids("ids", ids)
     span = block_size + 1
     available = len(ids) // span
     if not 1 <= count <= available:
@@ -209,97 +209,6 @@ def lm_loss(model: nn.Module, windows: tuple[torch.Tensor, torch.Tensor], batch_
     return total / y.numel()
 
 
-@dataclass
-class LMHistory:
-    """Training loss at every evaluation point, and validation loss there (nats per token)."""
-
-    step: list[int] = field(default_factory=list)
-    train_loss: list[float] = field(default_factory=list)
-    val_loss: list[float] = field(default_factory=list)
-    seconds: float = 0.0
-
-
-def fit_lm(
-    model: nn.Module,
-    train_ids: torch.Tensor,
-    val_windows: tuple[torch.Tensor, torch.Tensor] | None = None,
-    *,
-    iters: int = 1500,
-    batch_size: int = 32,
-    lr: float = 2e-3,
-    weight_decay: float = 0.1,
-    warmup: int = 100,
-    eval_every: int = 250,
-    seed: int = 0,
-    progress: Callable | None = None,
-) -> LMHistory:
-    """Train a language model on random windows of ``train_ids`` with AdamW, warm-up and cosine decay to ``lr/10``.
-
-    The windows are drawn with a generator seeded by ``seed``, so a run is
-    repeatable. The training loss shown and recorded is a running mean over
-    the last ``eval_every`` steps; the validation loss is :func:`lm_loss` on
-    ``val_windows`` at every ``eval_every`` steps and at the end.
-    """
-    import time
-
-    from .train import progress as default_progress
-
-    _check_ids("train_ids", train_ids)
-    for name, value in (("iters", iters), ("batch_size", batch_size), ("eval_every", eval_every)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}={value!r} must be a positive int")
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr={lr!r} must be a positive finite number")
-    block = model.config.block_size
-    gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=lr, betas=(0.9, 0.99))
-
-    def lr_at(it: int) -> float:
-        if it < warmup:
-            return lr * (it + 1) / warmup
-        t = (it - warmup) / max(1, iters - warmup)
-        return lr / 10 + 0.5 * (lr - lr / 10) * (1 + math.cos(math.pi * t))
-
-    hist = LMHistory()
-    running, n_running = 0.0, 0
-    start = time.perf_counter()
-    bar = (progress or default_progress)(total=iters, desc="training the GPT", unit="step")
-    with bar:
-        for it in range(iters):
-            model.train()
-            ix = torch.randint(len(train_ids) - block - 1, (batch_size,), generator=gen)
-            x = torch.stack([train_ids[i : i + block] for i in ix.tolist()])
-            y = torch.stack([train_ids[i + 1 : i + 1 + block] for i in ix.tolist()])
-            for group in opt.param_groups:
-                group["lr"] = lr_at(it)
-            logits = model(x)
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
-            value = loss.item()
-            if not math.isfinite(value):
-                raise FloatingPointError(f"training diverged at step {it + 1}: the loss is {value}; lower lr (now {lr:g})")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            running += value
-            n_running += 1
-            bar.update(1)
-            if (it + 1) % eval_every == 0 or it + 1 == iters:
-                hist.step.append(it + 1)
-                hist.train_loss.append(running / n_running)
-                running, n_running = 0.0, 0
-                if val_windows is not None:
-                    hist.val_loss.append(lm_loss(model, val_windows))
-                    bar.set_postfix(val_loss=f"{hist.val_loss[-1]:.3f}")
-    hist.seconds = time.perf_counter() - start
-    model.eval()
-    return hist
-
-
 @torch.inference_mode()
 def generate(
     model: nn.Module,
@@ -318,7 +227,7 @@ def generate(
     two models given the same prompt and seed draw the same random numbers, so
     their texts differ only where their probabilities do.
     """
-    _check_ids("prompt", prompt)
+    check_ids("prompt", prompt)
     if not (isinstance(temperature, (int, float)) and temperature > 0):
         raise ValueError(f"temperature={temperature!r} must be a positive number")
     gen = torch.Generator().manual_seed(seed)

@@ -20,6 +20,12 @@ checked bit for bit against ``torchao.quantization.quant_primitives``
 - scales are stored in FP16 (as GPTQ/AWQ checkpoints do), zero-points in
   ``uint8``; codes are ``q = clamp(round(w * (1 / scale)) + zero_point)``.
 
+:mod:`qhelpers.quant` holds the general affine math of chapters 1-5, which
+follows ``torch.ao.quantization``'s observers instead (FP32 scales, ``x /
+scale``, an unsigned symmetric grid centred on 128): the two conventions give
+different codes for the same weights, and each module is checked bit for bit
+against the library it mirrors.
+
 Public API: :func:`quant_range`, :func:`choose_qparams`, :func:`quantize`,
 :func:`dequantize`, :func:`fake_quantize` (round-to-nearest, "RTN"),
 :class:`WeightOnlyLinear`, :class:`WeightOnlyEmbedding`, and the walker
@@ -29,8 +35,6 @@ Public API: :func:`quant_range`, :func:`choose_qparams`, :func:`quantize`,
 from __future__ import annotations
 
 import copy
-import logging
-import warnings
 from typing import Callable
 
 import torch
@@ -39,26 +43,6 @@ from torch import nn
 
 from . import packing
 
-
-class _KnownNoise(logging.Filter):
-    """Drops two log lines torch prints on every run of this course's chapters, which say nothing to a learner.
-
-    - torchao registers its ``KernelPreference`` Enum with torch's pytree, which
-      torch 2.14 reports as deprecated (torchao's business, not the learner's);
-    - ``torch.compile`` on a CPU-only machine logs that no CUDA runtime was found.
-    """
-
-    _MESSAGES = ("is an Enum subclass and is now natively supported", "No CUDA runtime is found")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not any(m in record.getMessage() for m in self._MESSAGES)
-
-
-for _name in ("torch.utils._pytree", "torch.utils.cpp_extension"):
-    if not any(isinstance(f, _KnownNoise) for f in logging.getLogger(_name).filters):
-        logging.getLogger(_name).addFilter(_KnownNoise())
-# torch.compile's cache asks torchao's weight tensors for a hash they do not offer yet: caching still works, per process.
-warnings.filterwarnings("ignore", message=r".*does not implement _stable_hash_for_caching.*", category=UserWarning)
 
 __all__ = [
     "EPS",

@@ -67,6 +67,11 @@ def tiny_book(root: Path) -> Path:
             title: Chapter A
             notebook: notebooks/01_alpha.ipynb
             summary: first
+            summary_zh: 第一章
+            headline:
+              columns: [error, bits]
+              rows:
+                "at {bits_seen} bits": [err, bits_seen]
             parameters:
               bits: {type: int, default: 8, choices: [2, 4, 8], help: bit-width}
               dataset: {type: str, default: mnist, choices: [mnist, fashion-mnist], help: which data}

@@ -1,4 +1,4 @@
-"""Bad input to flows, qat, sensitivity, fakequant, bench, models, imagenet, dynamic, plots, exercises and repro:
+"""Bad input to ptq, qat, sensitivity, bench, models, data, zoo, convert, plots, exercises and repro:
 every mistake gets a ValueError/TypeError raised by qhelpers that names it and says what to do.
 
 One row per check: (id, call, exception, message pattern). Each call gets ``e``, a namespace of small models and
@@ -24,11 +24,11 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import qhelpers
-from qhelpers import bench, exercises, flows, imagenet, models, plots, qat, repro, sensitivity
-from qhelpers import dynamic as D
-from qhelpers import fakequant as FQ
+from qhelpers import bench, checks, convert, exercises, formats, models, plots, ptq, qat, quant, repro, sensitivity, zoo
+from qhelpers import data as qdata
+from qhelpers.convert import DynamicBackend
 from qhelpers.data import Loaders
-from qhelpers.quant import PerChannel, choose_qparams
+from qhelpers.quant import PerChannel, PerTensor, choose_qparams
 from qhelpers.train import History
 
 NAN, INF = float("nan"), float("inf")
@@ -46,7 +46,7 @@ class Branchy(nn.Module):
 
 
 def _skip_last(m):
-    return D.dynamic_int8(m, "torch.ao", filter_fn=lambda mod, fqn: fqn != "net.5")
+    return convert.dynamic_int8(m, DynamicBackend.TORCH_AO, filter_fn=lambda mod, fqn: fqn != "net.5")
 
 
 @pytest.fixture(scope="module")
@@ -59,10 +59,10 @@ def e(tmp_path_factory):
     images, labels = torch.randn(16, 1, 28, 28, generator=g), torch.randint(0, 10, (16,), generator=g)
     ds = TensorDataset(images, labels)
     loader = DataLoader(ds, batch_size=8)
-    mlp = D.MLP(hidden=(16, 8)).eval()
-    fake = FQ.FakeQuantizedModel(10, 10)
+    mlp = models.MLP(hidden=(16, 8)).eval()
+    fake = qat.FakeQuantizedModel(10, 10)
     fake(torch.randn(8, 10, generator=g))
-    nan_fake = FQ.FakeQuantizedModel(10, 10)
+    nan_fake = qat.FakeQuantizedModel(10, 10)
     nan_fake(torch.full((2, 10), NAN))
     tiny = tmp_path_factory.mktemp("imagenet") / "val"
     for name in ("tench", "goldfish"):
@@ -74,79 +74,81 @@ def e(tmp_path_factory):
     return SimpleNamespace(
         cnn=cnn, ready=ready, calib=calib, ex=(calib[0][:2],), images=images, labels=labels,
         data=Loaders(loader, loader, loader, "mnist"), loader=loader,
-        int8=flows.ptq_eager(ready, calib, fuse=models.FUSE_PATTERNS), fx=flows.ptq_fx(cnn, calib, (calib[0][:1],)),
+        int8=ptq.ptq_eager(ready, calib, fuse=models.FUSE_PATTERNS), fx=ptq.ptq_fx(cnn, calib, (calib[0][:1],)),
         fq=qat.fake_quant_model(ready, bits=4, fuse=models.FUSE_PATTERNS), branchy=Branchy().eval(),
-        x10=torch.randn(4, 10, generator=g), lin=nn.Linear(10, 10), mlp=mlp, dyn=D.dynamic_int8(mlp, "torch.ao"),
-        tao=D.dynamic_int8(mlp, "torchao-dynamic"), fake=fake, frozen=fake.freeze(), nan_fake=nan_fake.freeze(),
+        x10=torch.randn(4, 10, generator=g), lin=nn.Linear(10, 10), mlp=mlp, dyn=convert.dynamic_int8(mlp, DynamicBackend.TORCH_AO),
+        tao=convert.dynamic_int8(mlp, DynamicBackend.TORCHAO_DYNAMIC), fake=fake, frozen=fake.freeze(), nan_fake=nan_fake.freeze(),
         tiny=tiny, a_file=tiny.parent / "a_file.txt", rn=rn,
-        setup=imagenet.ResNetSetup(rn, Loaders(loader, loader, loader, "mnist"), "none", 28, 1, None, True),
+        setup=zoo.ResNetSetup(rn, Loaders(loader, loader, loader, "mnist"), "none", 28, 1, None, True),
         table=pd.DataFrame({"size": [4.0, 1.0], "acc": [99.0, 98.9], "name": ["a", "b"]}, index=["fp32", "int8"]),
     )
 
 
 CASES = [
-    # ---- flows.calibrate
-    ("calibrate-model-str", lambda e: flows.calibrate("model", e.calib), TypeError, r"model must be a torch.nn.Module"),
-    ("calibrate-one-tensor", lambda e: flows.calibrate(e.cnn, e.calib[0]), TypeError, r"batches must be an iterable.*wrap one tensor in a list"),
-    ("calibrate-str", lambda e: flows.calibrate(e.cnn, "abc"), TypeError, r"batches must be an iterable"),
-    ("calibrate-none-batch", lambda e: flows.calibrate(e.cnn, [None]), TypeError, r"calibration batch 0 is NoneType"),
-    ("calibrate-empty-pair", lambda e: flows.calibrate(e.cnn, [()]), TypeError, r"calibration batch 0 is tuple"),
-    ("calibrate-uint8", lambda e: flows.calibrate(e.cnn, [torch.zeros(2, 1, 28, 28, dtype=torch.uint8)]), TypeError, r"torch.uint8.*convert it with .float\(\)"),
-    ("calibrate-nan", lambda e: flows.calibrate(e.cnn, [torch.full((2, 1, 28, 28), NAN)]), ValueError, r"holds 1568 NaN/inf"),
-    ("calibrate-empty-batch", lambda e: flows.calibrate(e.cnn, [torch.empty(0, 1, 28, 28)]), ValueError, r"is empty \(shape \(0, 1, 28, 28\)\)"),
-    ("calibrate-wrong-shape", lambda e: flows.calibrate(e.cnn, [torch.randn(2, 3, 28, 28)]), ValueError, r"fails on calibration batch 0 .*\(2, 3, 28, 28\).*3 channels"),
-    # ---- flows.ptq_eager
-    ("eager-model-str", lambda e: flows.ptq_eager("model", e.calib), TypeError, r"model must be a torch.nn.Module, not str"),
-    ("eager-calib-str", lambda e: flows.ptq_eager(e.ready, "abc"), TypeError, r"calibration must be a sequence of batches .* not str"),
-    ("eager-calib-dict", lambda e: flows.ptq_eager(e.ready, {"a": e.calib[0]}), TypeError, r"calibration must be a sequence of batches .* not dict"),
-    ("eager-calib-int", lambda e: flows.ptq_eager(e.ready, [torch.zeros(2, 1, 28, 28, dtype=torch.long)]), TypeError, r"calibration\[0\] is a torch.int64 tensor"),
-    ("eager-calib-nan", lambda e: flows.ptq_eager(e.ready, [torch.full((2, 1, 28, 28), NAN)]), ValueError, r"calibration\[0\] holds .* NaN/inf"),
-    ("eager-calib-shape", lambda e: flows.ptq_eager(e.ready, [torch.randn(2, 3, 28, 28)]), ValueError, r"fails on calibration batch 0"),
-    ("eager-fuse-str", lambda e: flows.ptq_eager(e.ready, e.calib, fuse="conv1"), TypeError, r"fuse must be a list of groups of module names"),
-    ("eager-fuse-flat", lambda e: flows.ptq_eager(e.ready, e.calib, fuse=["conv1", "relu1"]), TypeError, r"fuse must be a list of groups"),
-    ("eager-fuse-single", lambda e: flows.ptq_eager(e.ready, e.calib, fuse=[["conv1"]]), TypeError, r"fuse must be a list of groups"),
-    ("eager-fuse-unfusable", lambda e: flows.ptq_eager(e.ready, e.calib, fuse=[["conv1", "fc1"]]), ValueError, r"PyTorch cannot fuse one of the groups.*conv\(\+bn\)\(\+relu\)"),
-    ("eager-qconfig-str", lambda e: flows.ptq_eager(e.ready, e.calib, qconfig="x86"), TypeError, r"qconfig must be a torch.ao.quantization.QConfig"),
-    ("eager-per-channel-str", lambda e: flows.ptq_eager(e.ready, e.calib, per_channel="no"), TypeError, r"per_channel='no' must be True or False"),
-    ("eager-quantized", lambda e: flows.ptq_eager(e.int8, e.calib), ValueError, r"not a float model: it is already quantized \(quant is a Quantize\)"),
-    ("eager-prepared", lambda e: flows.ptq_eager(e.fq, e.calib), ValueError, r"already prepared for quantization \(quant.activation_post_process"),
-    # ---- flows.ptq_fx / views_as_reshapes
-    ("fx-model-str", lambda e: flows.ptq_fx("model", e.calib, e.ex), TypeError, r"model must be a torch.nn.Module"),
-    ("fx-example-empty", lambda e: flows.ptq_fx(e.cnn, e.calib, ()), ValueError, r"example_inputs is an empty tuple"),
-    ("fx-example-shape", lambda e: flows.ptq_fx(e.cnn, e.calib, (torch.randn(2, 3, 28, 28),)), ValueError, r"fails on example_inputs \(\(2, 3, 28, 28\)\)"),
-    ("fx-example-none", lambda e: flows.ptq_fx(e.cnn, e.calib, (None,)), ValueError, r"fails on example_inputs \(NoneType\)"),
-    ("fx-example-nan", lambda e: flows.ptq_fx(e.cnn, e.calib, (torch.full((1, 1, 28, 28), NAN),)), ValueError, r"example_inputs\[0\] holds"),
-    ("fx-untraceable", lambda e: flows.ptq_fx(e.branchy, [e.x10], (e.x10,)), ValueError, r"torch.fx cannot trace the model.*use ptq_eager"),
-    ("fx-per-channel", lambda e: flows.ptq_fx(e.cnn, e.calib, e.ex, per_channel=None), TypeError, r"per_channel=None must be True or False"),
-    ("fx-views", lambda e: flows.ptq_fx(e.cnn, e.calib, e.ex, views_to_reshape="yes"), TypeError, r"views_to_reshape='yes'"),
-    ("fx-quantized", lambda e: flows.ptq_fx(e.fx, e.calib, e.ex), ValueError, r"already quantized \(conv1 is a QuantizedConvReLU2d\)"),
-    ("views-str", lambda e: flows.views_as_reshapes("model"), TypeError, r"model must be a torch.nn.Module"),
-    ("views-untraceable", lambda e: flows.views_as_reshapes(e.branchy), ValueError, r"torch.fx cannot trace the model"),
-    # ---- flows.ptq_pt2e (all refused before torch.export runs, except the last)
-    ("pt2e-example-shape", lambda e: flows.ptq_pt2e(e.cnn, e.calib, (torch.randn(2, 3, 28, 28),)), ValueError, r"fails on example_inputs"),
-    ("pt2e-example-extra", lambda e: flows.ptq_pt2e(e.cnn, e.calib, (e.calib[0][:2], e.calib[0][:2])), ValueError, r"fails on example_inputs"),
-    ("pt2e-strict", lambda e: flows.ptq_pt2e(e.cnn, e.calib, e.ex, strict="no"), TypeError, r"strict='no' must be True or False"),
-    ("pt2e-dynamic", lambda e: flows.ptq_pt2e(e.cnn, e.calib, e.ex, dynamic_batch=1), TypeError, r"dynamic_batch=1 must be True or False"),
-    ("pt2e-batch-1", lambda e: flows.ptq_pt2e(e.cnn, e.calib, (e.calib[0][:1],)), ValueError, r"dynamic_batch=True needs example inputs with a batch of at least 2"),
-    ("pt2e-quantized", lambda e: flows.ptq_pt2e(e.int8, e.calib, e.ex), ValueError, r"already quantized"),
-    ("pt2e-untraceable", lambda e: flows.ptq_pt2e(e.branchy, [e.x10], (e.x10,), strict=False), ValueError, r"torch.export cannot capture the model .*rewrite the branch with torch.cond"),
+    # ---- ptq.calibrate
+    ("calibrate-model-str", lambda e: ptq.calibrate("model", e.calib), TypeError, r"model must be a torch.nn.Module"),
+    ("calibrate-one-tensor", lambda e: ptq.calibrate(e.cnn, e.calib[0]), TypeError, r"batches must be an iterable.*wrap one tensor in a list"),
+    ("calibrate-str", lambda e: ptq.calibrate(e.cnn, "abc"), TypeError, r"batches must be an iterable"),
+    ("calibrate-none-batch", lambda e: ptq.calibrate(e.cnn, [None]), TypeError, r"calibration batch 0 is NoneType"),
+    ("calibrate-empty-pair", lambda e: ptq.calibrate(e.cnn, [()]), TypeError, r"calibration batch 0 is tuple"),
+    ("calibrate-uint8", lambda e: ptq.calibrate(e.cnn, [torch.zeros(2, 1, 28, 28, dtype=torch.uint8)]), TypeError, r"torch.uint8.*convert it with .float\(\)"),
+    ("calibrate-nan", lambda e: ptq.calibrate(e.cnn, [torch.full((2, 1, 28, 28), NAN)]), ValueError, r"holds 1568 NaN/inf"),
+    ("calibrate-empty-batch", lambda e: ptq.calibrate(e.cnn, [torch.empty(0, 1, 28, 28)]), ValueError, r"is empty \(shape \(0, 1, 28, 28\)\)"),
+    ("calibrate-wrong-shape", lambda e: ptq.calibrate(e.cnn, [torch.randn(2, 3, 28, 28)]), ValueError, r"fails on calibration batch 0 .*\(2, 3, 28, 28\).*3 channels"),
+    # ---- ptq.ptq_eager
+    ("eager-model-str", lambda e: ptq.ptq_eager("model", e.calib), TypeError, r"model must be a torch.nn.Module, not str"),
+    ("eager-calib-str", lambda e: ptq.ptq_eager(e.ready, "abc"), TypeError, r"calibration must be a sequence of batches .* not str"),
+    ("eager-calib-dict", lambda e: ptq.ptq_eager(e.ready, {"a": e.calib[0]}), TypeError, r"calibration must be a sequence of batches .* not dict"),
+    ("eager-calib-int", lambda e: ptq.ptq_eager(e.ready, [torch.zeros(2, 1, 28, 28, dtype=torch.long)]), TypeError, r"calibration\[0\] is a torch.int64 tensor"),
+    ("eager-calib-nan", lambda e: ptq.ptq_eager(e.ready, [torch.full((2, 1, 28, 28), NAN)]), ValueError, r"calibration\[0\] holds .* NaN/inf"),
+    ("eager-calib-shape", lambda e: ptq.ptq_eager(e.ready, [torch.randn(2, 3, 28, 28)]), ValueError, r"fails on calibration batch 0"),
+    ("eager-fuse-str", lambda e: ptq.ptq_eager(e.ready, e.calib, fuse="conv1"), TypeError, r"fuse must be a list of groups of module names"),
+    ("eager-fuse-flat", lambda e: ptq.ptq_eager(e.ready, e.calib, fuse=["conv1", "relu1"]), TypeError, r"fuse must be a list of groups"),
+    ("eager-fuse-single", lambda e: ptq.ptq_eager(e.ready, e.calib, fuse=[["conv1"]]), TypeError, r"fuse must be a list of groups"),
+    ("eager-fuse-unfusable", lambda e: ptq.ptq_eager(e.ready, e.calib, fuse=[["conv1", "fc1"]]), ValueError, r"PyTorch cannot fuse one of the groups.*conv\(\+bn\)\(\+relu\)"),
+    ("eager-qconfig-str", lambda e: ptq.ptq_eager(e.ready, e.calib, qconfig="x86"), TypeError, r"qconfig must be a torch.ao.quantization.QConfig"),
+    ("eager-granularity-bool", lambda e: ptq.ptq_eager(e.ready, e.calib, granularity=True), TypeError, r"granularity must be qhelpers.quant.PerChannel\(0\) or PerTensor\(\)"),
+    ("eager-quantized", lambda e: ptq.ptq_eager(e.int8, e.calib), ValueError, r"not a float model: it is already quantized \(quant is a Quantize\)"),
+    ("eager-prepared", lambda e: ptq.ptq_eager(e.fq, e.calib), ValueError, r"already prepared for quantization \(quant.activation_post_process"),
+    # ---- ptq.ptq_fx / views_as_reshapes
+    ("fx-model-str", lambda e: ptq.ptq_fx("model", e.calib, e.ex), TypeError, r"model must be a torch.nn.Module"),
+    ("fx-example-empty", lambda e: ptq.ptq_fx(e.cnn, e.calib, ()), ValueError, r"example_inputs is an empty tuple"),
+    ("fx-example-shape", lambda e: ptq.ptq_fx(e.cnn, e.calib, (torch.randn(2, 3, 28, 28),)), ValueError, r"fails on example_inputs \(\(2, 3, 28, 28\)\)"),
+    ("fx-example-none", lambda e: ptq.ptq_fx(e.cnn, e.calib, (None,)), ValueError, r"fails on example_inputs \(NoneType\)"),
+    ("fx-example-nan", lambda e: ptq.ptq_fx(e.cnn, e.calib, (torch.full((1, 1, 28, 28), NAN),)), ValueError, r"example_inputs\[0\] holds"),
+    ("fx-untraceable", lambda e: ptq.ptq_fx(e.branchy, [e.x10], (e.x10,)), ValueError, r"torch.fx cannot trace the model.*use ptq_eager"),
+    ("fx-granularity-group", lambda e: ptq.ptq_fx(e.cnn, e.calib, e.ex, granularity=quant.PerGroup(32)), TypeError, r"granularity must be .*no groups"),
+    ("fx-granularity-axis", lambda e: ptq.ptq_fx(e.cnn, e.calib, e.ex, granularity=PerChannel(1)), ValueError, r"per output channel, axis 0; pass PerChannel\(0\)"),
+    ("pt2e-granularity-class", lambda e: ptq.ptq_pt2e(e.cnn, e.calib, e.ex, granularity=PerTensor), TypeError, r"a class: call it, PerTensor\(\)"),
+    ("fx-views", lambda e: ptq.ptq_fx(e.cnn, e.calib, e.ex, views_to_reshape="yes"), TypeError, r"views_to_reshape='yes'"),
+    ("fx-quantized", lambda e: ptq.ptq_fx(e.fx, e.calib, e.ex), ValueError, r"already quantized \(conv1 is a QuantizedConvReLU2d\)"),
+    ("views-str", lambda e: ptq.views_as_reshapes("model"), TypeError, r"model must be a torch.nn.Module"),
+    ("views-untraceable", lambda e: ptq.views_as_reshapes(e.branchy), ValueError, r"torch.fx cannot trace the model"),
+    # ---- ptq.ptq_pt2e (all refused before torch.export runs, except the last)
+    ("pt2e-example-shape", lambda e: ptq.ptq_pt2e(e.cnn, e.calib, (torch.randn(2, 3, 28, 28),)), ValueError, r"fails on example_inputs"),
+    ("pt2e-example-extra", lambda e: ptq.ptq_pt2e(e.cnn, e.calib, (e.calib[0][:2], e.calib[0][:2])), ValueError, r"fails on example_inputs"),
+    ("pt2e-strict", lambda e: ptq.ptq_pt2e(e.cnn, e.calib, e.ex, strict="no"), TypeError, r"strict='no' must be True or False"),
+    ("pt2e-dynamic", lambda e: ptq.ptq_pt2e(e.cnn, e.calib, e.ex, dynamic_batch=1), TypeError, r"dynamic_batch=1 must be True or False"),
+    ("pt2e-batch-1", lambda e: ptq.ptq_pt2e(e.cnn, e.calib, (e.calib[0][:1],)), ValueError, r"dynamic_batch=True needs example inputs with a batch of at least 2"),
+    ("pt2e-quantized", lambda e: ptq.ptq_pt2e(e.int8, e.calib, e.ex), ValueError, r"already quantized"),
+    ("pt2e-untraceable", lambda e: ptq.ptq_pt2e(e.branchy, [e.x10], (e.x10,), strict=False), ValueError, r"torch.export cannot capture the model .*rewrite the branch with torch.cond"),
     # ---- flows: small helpers
-    ("graph-tensors-module", lambda e: flows.graph_tensors(e.cnn), TypeError, r"needs a torch.fx.GraphModule .* not a SimpleCNN module"),
-    ("per-tensor-engine", lambda e: flows.per_tensor_qconfig("fbgemmm"), ValueError, r"unknown engine 'fbgemmm'; choose one of \['x86'"),
-    ("calibration-set-data", lambda e: flows.calibration_set(None, 2), TypeError, r"data must be a qhelpers.data.Loaders"),
-    ("calibration-set-n", lambda e: flows.calibration_set(e.data, "2"), TypeError, r"num_batches='2' must be an int"),
-    ("calibration-set-n0", lambda e: flows.calibration_set(e.data, 0), ValueError, r"num_batches=0 must be at least 1"),
-    ("calibration-set-bs0", lambda e: flows.calibration_set(e.data, 2, batch_size=0), ValueError, r"batch_size=0 must be at least 1"),
-    ("calibration-set-bs-bool", lambda e: flows.calibration_set(e.data, 2, batch_size=True), TypeError, r"batch_size=True must be an int"),
-    ("calibration-set-seed", lambda e: flows.calibration_set(e.data, 2, seed=-1), ValueError, r"seed=-1 must be between 0 and 4294967295"),
-    ("check-float-model-str", lambda e: flows.check_float_model(None), TypeError, r"model must be a torch.nn.Module"),
-    ("check-float-model-torchao", lambda e: flows.check_float_model(e.tao), ValueError, r"net.1.weight is a Int8Tensor, a quantized tensor subclass"),
+    ("graph-tensors-module", lambda e: ptq.graph_tensors(e.cnn), TypeError, r"needs a torch.fx.GraphModule .* not a SimpleCNN module"),
+    ("per-tensor-engine", lambda e: ptq.per_tensor_qconfig("fbgemmm"), ValueError, r"unknown engine 'fbgemmm'; choose one of \['x86'"),
+    ("calibration-set-data", lambda e: qdata.calibration_batches(None, 2), TypeError, r"data must be a qhelpers.data.Loaders"),
+    ("calibration-set-n", lambda e: qdata.calibration_batches(e.data, "2"), TypeError, r"num_batches='2' must be an int"),
+    ("calibration-set-n0", lambda e: qdata.calibration_batches(e.data, 0), ValueError, r"num_batches=0 must be at least 1"),
+    ("calibration-set-bs0", lambda e: qdata.calibration_batches(e.data, 2, batch_size=0), ValueError, r"batch_size=0 must be at least 1"),
+    ("calibration-set-bs-bool", lambda e: qdata.calibration_batches(e.data, 2, batch_size=True), TypeError, r"batch_size=True must be an int"),
+    ("calibration-set-seed", lambda e: qdata.calibration_batches(e.data, 2, seed=-1), ValueError, r"seed=-1 must be between 0 and 4294967295"),
+    ("check-float-model-str", lambda e: checks.check_float_model(None), TypeError, r"model must be a torch.nn.Module"),
+    ("check-float-model-torchao", lambda e: checks.check_float_model(e.tao), ValueError, r"net.1.weight is a Int8Tensor, a quantized tensor subclass"),
     # ---- qat
     ("lowbit-16", lambda e: qat.lowbit_qconfig(16), ValueError, r"bits=16 must be between 2 and 8: the simulated grids live in 8-bit containers"),
     ("lowbit-act-12", lambda e: qat.lowbit_qconfig(4, act_bits=12), ValueError, r"act_bits=12 must be between 2 and 8"),
     ("lowbit-float", lambda e: qat.lowbit_qconfig(4.0), TypeError, r"bits=4.0 must be an int"),
     ("lowbit-bool", lambda e: qat.lowbit_qconfig(True), TypeError, r"bits=True must be an int"),
-    ("lowbit-per-channel", lambda e: qat.lowbit_qconfig(4, per_channel="yes"), TypeError, r"per_channel='yes' must be True or False"),
+    ("lowbit-granularity", lambda e: qat.lowbit_qconfig(4, granularity="yes"), TypeError, r"granularity must be"),
     ("fqm-str", lambda e: qat.fake_quant_model("m", bits=4), TypeError, r"model must be a torch.nn.Module"),
     ("fqm-keep-str", lambda e: qat.fake_quant_model(e.ready, bits=4, keep_8bit="fc2"), TypeError, r"keep_8bit must be a list of module names"),
     ("fqm-keep-none", lambda e: qat.ptq_lowbit(e.ready, e.calib, bits=4, keep_8bit=None), TypeError, r"keep_8bit must be a list of module names"),
@@ -178,14 +180,14 @@ CASES = [
     ("compare-bits-epochs", lambda e: qat.compare_bits(e.ready, e.calib, e.data, [4], epochs=0), ValueError, r"QAT needs at least one epoch"),
     ("compare-bits-lr", lambda e: qat.compare_bits(e.ready, e.calib, e.data, [4], lr=NAN), ValueError, r"lr=nan must be a finite number"),
     # ---- sensitivity
-    ("layers-str-model", lambda e: sensitivity.quantizable_layers("m"), TypeError, r"model must be a torch.nn.Module"),
-    ("fx-layers-only-str", lambda e: sensitivity.ptq_fx_layers(e.cnn, e.calib, e.ex, only="conv1"), TypeError, r"only must be a list of layer names"),
-    ("fx-layers-only-empty", lambda e: sensitivity.ptq_fx_layers(e.cnn, e.calib, e.ex, only=[]), ValueError, r"only=\[\] quantizes no layer"),
-    ("fx-layers-keep-str", lambda e: sensitivity.ptq_fx_layers(e.cnn, e.calib, e.ex, keep_fp32="fc2"), TypeError, r"keep_fp32 must be a list of layer names"),
-    ("fx-layers-example", lambda e: sensitivity.ptq_fx_layers(e.cnn, e.calib, (torch.randn(2, 3, 28, 28),), only=["fc1"]), ValueError, r"fails on example_inputs"),
-    ("fx-layers-example-empty", lambda e: sensitivity.ptq_fx_layers(e.cnn, e.calib, (), only=["fc1"]), ValueError, r"empty tuple"),
-    ("fx-layers-quantized", lambda e: sensitivity.ptq_fx_layers(e.fx, e.calib, e.ex, only=["fc1"]), ValueError, r"already quantized"),
-    ("fx-layers-per-channel", lambda e: sensitivity.ptq_fx_layers(e.cnn, e.calib, e.ex, only=["fc1"], per_channel="no"), TypeError, r"per_channel='no'"),
+    ("layers-str-model", lambda e: ptq.quantizable_layers("m"), TypeError, r"model must be a torch.nn.Module"),
+    ("fx-layers-only-str", lambda e: ptq.ptq_fx(e.cnn, e.calib, e.ex, only="conv1"), TypeError, r"only must be a list of layer names"),
+    ("fx-layers-only-empty", lambda e: ptq.ptq_fx(e.cnn, e.calib, e.ex, only=[]), ValueError, r"only=\[\] quantizes no layer"),
+    ("fx-layers-keep-str", lambda e: ptq.ptq_fx(e.cnn, e.calib, e.ex, keep_float="fc2"), TypeError, r"keep_float must be a list of layer names"),
+    ("fx-layers-example", lambda e: ptq.ptq_fx(e.cnn, e.calib, (torch.randn(2, 3, 28, 28),), only=["fc1"]), ValueError, r"fails on example_inputs"),
+    ("fx-layers-example-empty", lambda e: ptq.ptq_fx(e.cnn, e.calib, (), only=["fc1"]), ValueError, r"empty tuple"),
+    ("fx-layers-quantized", lambda e: ptq.ptq_fx(e.fx, e.calib, e.ex, only=["fc1"]), ValueError, r"already quantized"),
+    ("fx-layers-granularity", lambda e: ptq.ptq_fx(e.cnn, e.calib, e.ex, only=["fc1"], granularity="no"), TypeError, r"granularity must be"),
     ("ls-inputs-str", lambda e: sensitivity.layer_sensitivity(e.cnn, e.calib, "x", layers=["fc2"]), TypeError, r"inputs must be a batch of inputs as a torch.Tensor"),
     ("ls-inputs-int", lambda e: sensitivity.layer_sensitivity(e.cnn, e.calib, e.labels, layers=["fc2"]), ValueError, r"inputs must be a non-empty batch of float inputs"),
     ("ls-inputs-shape", lambda e: sensitivity.layer_sensitivity(e.cnn, e.calib, torch.randn(4, 3, 28, 28), layers=["fc2"]), ValueError, r"fails on inputs"),
@@ -206,29 +208,29 @@ CASES = [
     ("sweep-no-stubs", lambda e: sensitivity.calibration_sweep(e.cnn, e.calib, [1], e.loader), ValueError, r"needs a QuantStub"),
     ("sweep-fuse-str", lambda e: sensitivity.calibration_sweep(e.ready, e.calib, [1], e.loader, fuse="conv1"), TypeError, r"fuse must be a list of groups"),
     # ---- fakequant
-    ("ste-x-list", lambda e: FQ.ste_curve([0.0, 1.0], 0.25, 0, -4, 3), TypeError, r"x must be a real torch.Tensor"),
-    ("ste-x-empty", lambda e: FQ.ste_curve(torch.empty(0), 0.25, 0, -4, 3), ValueError, r"x is empty"),
-    ("ste-x-nan", lambda e: FQ.ste_curve(torch.tensor([0.0, NAN]), 0.25, 0, -4, 3), ValueError, r"x holds NaN/inf"),
-    ("ste-scale-str", lambda e: FQ.ste_curve(torch.zeros(3), "0.25", 0, -4, 3), TypeError, r"scale='0.25' must be a number"),
-    ("ste-scale-nan", lambda e: FQ.ste_curve(torch.zeros(3), NAN, 0, -4, 3), ValueError, r"scale=nan must be positive and finite"),
-    ("ste-scale-inf", lambda e: FQ.ste_curve(torch.zeros(3), INF, 0, -4, 3), ValueError, r"scale=inf must be positive and finite"),
-    ("ste-zp-float", lambda e: FQ.ste_curve(torch.zeros(3), 0.25, 0.5, -4, 3), TypeError, r"zero_point=0.5 must be an int"),
-    ("ste-zp-outside", lambda e: FQ.ste_curve(torch.zeros(3), 0.25, 10, -4, 3), ValueError, r"zero_point=10 must lie on the grid \[-4, 3\]"),
-    ("ste-qmin-float", lambda e: FQ.ste_curve(torch.zeros(3), 0.25, 0, -4.5, 3), TypeError, r"quant_min=-4.5 must be an int"),
-    ("module-types-str", lambda e: FQ.module_types("m"), TypeError, r"model must be a torch.nn.Module"),
-    ("inserted-none", lambda e: FQ.inserted_modules(e.cnn, None), TypeError, r"after must be a torch.nn.Module"),
-    ("fqmodel-0", lambda e: FQ.FakeQuantizedModel(0, 10), ValueError, r"in_features=0 must be at least 1"),
-    ("fqmodel-float", lambda e: FQ.FakeQuantizedModel(10, 10.5), TypeError, r"out_features=10.5 must be an int"),
-    ("fqmodel-rr", lambda e: FQ.FakeQuantizedModel(10, 10, reduce_range="no"), TypeError, r"reduce_range='no' must be True or False"),
-    ("from-linear-conv", lambda e: FQ.FakeQuantizedModel.from_linear(nn.Conv2d(1, 2, 3)), TypeError, r"linear must be a torch.nn.Linear"),
-    ("from-linear-nobias", lambda e: FQ.FakeQuantizedModel.from_linear(nn.Linear(4, 4, bias=False)), ValueError, r"linear has no bias"),
-    ("fqmodel-width", lambda e: FQ.FakeQuantizedModel(10, 10)(torch.randn(2, 5)), ValueError, r"input has shape \(2, 5\); this layer takes 10 features"),
-    ("fqmodel-int-input", lambda e: FQ.FakeQuantizedModel(10, 10)(torch.zeros(2, 10, dtype=torch.long)), TypeError, r"the input must be a float tensor"),
-    ("to-int8-unfrozen", lambda e: FQ.FakeQuantizedModel(4, 4).to_int8(), ValueError, r"call .freeze\(\) after calibration"),
-    ("to-int8-uncalibrated", lambda e: FQ.FakeQuantizedModel(4, 4).freeze().to_int8(), ValueError, r"has not been calibrated"),
+    ("ste-x-list", lambda e: quant.ste_curve([0.0, 1.0], 0.25, 0, -4, 3), TypeError, r"x must be a real torch.Tensor"),
+    ("ste-x-empty", lambda e: quant.ste_curve(torch.empty(0), 0.25, 0, -4, 3), ValueError, r"x is empty"),
+    ("ste-x-nan", lambda e: quant.ste_curve(torch.tensor([0.0, NAN]), 0.25, 0, -4, 3), ValueError, r"x holds NaN/inf"),
+    ("ste-scale-str", lambda e: quant.ste_curve(torch.zeros(3), "0.25", 0, -4, 3), TypeError, r"scale='0.25' must be a number"),
+    ("ste-scale-nan", lambda e: quant.ste_curve(torch.zeros(3), NAN, 0, -4, 3), ValueError, r"scale=nan must be positive and finite"),
+    ("ste-scale-inf", lambda e: quant.ste_curve(torch.zeros(3), INF, 0, -4, 3), ValueError, r"scale=inf must be positive and finite"),
+    ("ste-zp-float", lambda e: quant.ste_curve(torch.zeros(3), 0.25, 0.5, -4, 3), TypeError, r"zero_point=0.5 must be an int"),
+    ("ste-zp-outside", lambda e: quant.ste_curve(torch.zeros(3), 0.25, 10, -4, 3), ValueError, r"zero_point=10 must lie on the grid \[-4, 3\]"),
+    ("ste-qmin-float", lambda e: quant.ste_curve(torch.zeros(3), 0.25, 0, -4.5, 3), TypeError, r"quant_min=-4.5 must be an int"),
+    ("module-types-str", lambda e: bench.module_types("m"), TypeError, r"model must be a torch.nn.Module"),
+    ("inserted-none", lambda e: bench.inserted_modules(e.cnn, None), TypeError, r"after must be a torch.nn.Module"),
+    ("fqmodel-0", lambda e: qat.FakeQuantizedModel(0, 10), ValueError, r"in_features=0 must be at least 1"),
+    ("fqmodel-float", lambda e: qat.FakeQuantizedModel(10, 10.5), TypeError, r"out_features=10.5 must be an int"),
+    ("fqmodel-rr", lambda e: qat.FakeQuantizedModel(10, 10, reduce_range="no"), TypeError, r"reduce_range='no' must be True or False"),
+    ("from-linear-conv", lambda e: qat.FakeQuantizedModel.from_linear(nn.Conv2d(1, 2, 3)), TypeError, r"linear must be a torch.nn.Linear"),
+    ("from-linear-nobias", lambda e: qat.FakeQuantizedModel.from_linear(nn.Linear(4, 4, bias=False)), ValueError, r"linear has no bias"),
+    ("fqmodel-width", lambda e: qat.FakeQuantizedModel(10, 10)(torch.randn(2, 5)), ValueError, r"input has shape \(2, 5\); this layer takes 10 features"),
+    ("fqmodel-int-input", lambda e: qat.FakeQuantizedModel(10, 10)(torch.zeros(2, 10, dtype=torch.long)), TypeError, r"the input must be a float tensor"),
+    ("to-int8-unfrozen", lambda e: qat.FakeQuantizedModel(4, 4).to_int8(), ValueError, r"call .freeze\(\) after calibration"),
+    ("to-int8-uncalibrated", lambda e: qat.FakeQuantizedModel(4, 4).freeze().to_int8(), ValueError, r"has not been calibrated"),
     ("to-int8-nan", lambda e: e.nan_fake.to_int8(), ValueError, r"input scale is nan: the observers saw NaN/inf"),
-    ("int8linear-str", lambda e: FQ.Int8Linear("m"), TypeError, r"Int8Linear is built from a FakeQuantizedModel"),
-    ("int8linear-unfrozen", lambda e: FQ.Int8Linear(FQ.FakeQuantizedModel(4, 4)), ValueError, r"call .freeze\(\)"),
+    ("int8linear-str", lambda e: qat.Int8Linear("m"), TypeError, r"Int8Linear is built from a FakeQuantizedModel"),
+    ("int8linear-unfrozen", lambda e: qat.Int8Linear(qat.FakeQuantizedModel(4, 4)), ValueError, r"call .freeze\(\)"),
     ("int8linear-width", lambda e: e.frozen.to_int8()(torch.randn(2, 5)), ValueError, r"this layer takes 10 features"),
     # ---- bench
     ("sd-bytes-str", lambda e: bench.state_dict_bytes("m"), TypeError, r"model must be a torch.nn.Module, not str"),
@@ -275,64 +277,66 @@ CASES = [
     ("resnet-classes-0", lambda e: models.resnet18_mnist(num_classes=0), ValueError, r"num_classes=0"),
     ("resnet-quantizable", lambda e: models.resnet18_imagenet("none", quantizable="no"), TypeError, r"quantizable='no' must be True or False"),
     # ---- imagenet
-    ("load-quantizable", lambda e: imagenet.load_resnet18("none", quantizable="yes"), TypeError, r"quantizable='yes'"),
-    ("load-download", lambda e: imagenet.load_resnet18("none", allow_download="no"), TypeError, r"allow_download='no' must be True or False"),
-    ("classes-str", lambda e: imagenet.class_indices("tench"), TypeError, r"class_names must be a list of folder names"),
-    ("classes-ints", lambda e: imagenet.class_indices([1, 2]), TypeError, r"class_names must be a list of folder names \(strings\)"),
-    ("classes-dup", lambda e: imagenet.class_indices(["5", "5"]), ValueError, r"class folders \['5'\] appear more than once"),
-    ("classes-1000-unknown", lambda e: imagenet.class_indices([f"class{i:04d}" for i in range(1000)]), ValueError, r"cannot map class folders \['class0000'.* \.\.\. to ImageNet"),
-    ("folder-none", lambda e: imagenet.image_folder(None), TypeError, r"imagenet_dir=None must be a folder path"),
-    ("folder-empty-str", lambda e: imagenet.image_folder(""), TypeError, r"imagenet_dir='' must be a folder path"),
-    ("folder-file", lambda e: imagenet.image_folder(e.a_file), ValueError, r"is a file, not a folder"),
-    ("loaders-cal-float", lambda e: imagenet.imagenet_loaders(e.tiny, calibration_images=1.5), TypeError, r"calibration_images=1.5 must be an int"),
-    ("loaders-bs", lambda e: imagenet.imagenet_loaders(e.tiny, calibration_images=2, batch_size=0), ValueError, r"batch_size=0 must be at least 1"),
-    ("loaders-limit-0", lambda e: imagenet.imagenet_loaders(e.tiny, calibration_images=2, limit=0), ValueError, r"limit=0 must be at least 1"),
-    ("loaders-limit-neg", lambda e: imagenet.imagenet_loaders(e.tiny, calibration_images=2, limit=-5), ValueError, r"limit=-5"),
-    ("loaders-seed", lambda e: imagenet.imagenet_loaders(e.tiny, calibration_images=2, seed="0"), TypeError, r"seed='0' must be an int"),
-    ("plain-cnn", lambda e: imagenet.plain_resnet(e.cnn), TypeError, r"plain_resnet needs a torchvision ResNet-18"),
-    ("plain-str", lambda e: imagenet.plain_resnet("m"), TypeError, r"model must be a torch.nn.Module"),
-    ("plain-other-depth", lambda e: imagenet.plain_resnet(_resnet10()), ValueError, r"weights do not fit a ResNet-18 \(Missing key"),
-    ("setup-cal-float", lambda e: e.setup.calibration(1.5), TypeError, r"num_batches=1.5 must be an int"),
-    ("setup-cal-bs", lambda e: e.setup.calibration(2, batch_size=0), ValueError, r"batch_size=0 must be at least 1"),
-    ("setup-cal-seed", lambda e: e.setup.calibration(2, seed=-1), ValueError, r"seed=-1"),
+    ("load-quantizable", lambda e: models.load_resnet18("none", quantizable="yes"), TypeError, r"quantizable='yes'"),
+    ("load-download", lambda e: models.load_resnet18("none", allow_download="no"), TypeError, r"allow_download='no' must be True or False"),
+    ("classes-str", lambda e: qdata.class_indices("tench"), TypeError, r"class_names must be a list of folder names"),
+    ("classes-ints", lambda e: qdata.class_indices([1, 2]), TypeError, r"class_names must be a list of folder names \(strings\)"),
+    ("classes-dup", lambda e: qdata.class_indices(["5", "5"]), ValueError, r"class folders \['5'\] appear more than once"),
+    ("classes-1000-unknown", lambda e: qdata.class_indices([f"class{i:04d}" for i in range(1000)]), ValueError, r"cannot map class folders \['class0000'.* \.\.\. to ImageNet"),
+    ("folder-none", lambda e: qdata.image_folder(None), TypeError, r"imagenet_dir=None must be a folder path"),
+    ("folder-empty-str", lambda e: qdata.image_folder(""), TypeError, r"imagenet_dir='' must be a folder path"),
+    ("folder-file", lambda e: qdata.image_folder(e.a_file), ValueError, r"is a file, not a folder"),
+    ("loaders-cal-float", lambda e: qdata.imagenet_loaders(e.tiny, calibration_images=1.5), TypeError, r"calibration_images=1.5 must be an int"),
+    ("loaders-bs", lambda e: qdata.imagenet_loaders(e.tiny, calibration_images=2, batch_size=0), ValueError, r"batch_size=0 must be at least 1"),
+    ("loaders-limit-0", lambda e: qdata.imagenet_loaders(e.tiny, calibration_images=2, limit=0), ValueError, r"limit=0 must be at least 1"),
+    ("loaders-limit-neg", lambda e: qdata.imagenet_loaders(e.tiny, calibration_images=2, limit=-5), ValueError, r"limit=-5"),
+    ("loaders-seed", lambda e: qdata.imagenet_loaders(e.tiny, calibration_images=2, seed="0"), TypeError, r"seed='0' must be an int"),
+    ("plain-cnn", lambda e: models.plain_resnet(e.cnn), TypeError, r"plain_resnet needs a torchvision ResNet-18"),
+    ("plain-str", lambda e: models.plain_resnet("m"), TypeError, r"model must be a torch.nn.Module"),
+    ("plain-other-depth", lambda e: models.plain_resnet(_resnet10()), ValueError, r"weights do not fit a ResNet-18 \(Missing key"),
+    ("setup-cal-float", lambda e: qdata.calibration_batches(e.setup.data, 1.5), TypeError, r"num_batches=1.5 must be an int"),
+    ("setup-cal-bs", lambda e: qdata.calibration_batches(e.setup.data, 2, batch_size=0), ValueError, r"batch_size=0 must be at least 1"),
+    ("setup-cal-seed", lambda e: qdata.calibration_batches(e.setup.data, 2, seed=-1), ValueError, r"seed=-1"),
+    ("calibration-batches-list", lambda e: qdata.calibration_batches([e.images], 2), TypeError, r"data must be a qhelpers.data.Loaders .* or a Dataset, not list"),
     ("setup-example-0", lambda e: e.setup.example(0), ValueError, r"batch=0 must be at least 1"),
     ("setup-example-float", lambda e: e.setup.example(2.5), TypeError, r"batch=2.5 must be an int"),
-    ("with-data-dir", lambda e: imagenet.resnet18_with_data("imagenet", imagenet_dir=123), TypeError, r"imagenet_dir=123 must be a folder path"),
-    ("with-data-limit", lambda e: imagenet.resnet18_with_data(eval_limit=0), ValueError, r"eval_limit=0 must be at least 1"),
-    ("with-data-limit-float", lambda e: imagenet.resnet18_with_data(eval_limit=2.5), TypeError, r"eval_limit=2.5 must be an int"),
-    ("with-data-cal", lambda e: imagenet.resnet18_with_data(calibration_images=0), ValueError, r"calibration_images=0"),
-    ("with-data-weights", lambda e: imagenet.resnet18_with_data("IMAGENET"), ValueError, r"weights='IMAGENET': choose 'none'"),
+    ("with-data-dir", lambda e: zoo.resnet18_with_data("imagenet", imagenet_dir=123), TypeError, r"imagenet_dir=123 must be a folder path"),
+    ("with-data-limit", lambda e: zoo.resnet18_with_data(eval_limit=0), ValueError, r"eval_limit=0 must be at least 1"),
+    ("with-data-limit-float", lambda e: zoo.resnet18_with_data(eval_limit=2.5), TypeError, r"eval_limit=2.5 must be an int"),
+    ("with-data-cal", lambda e: zoo.resnet18_with_data(calibration_images=0), ValueError, r"calibration_images=0"),
+    ("with-data-weights", lambda e: zoo.resnet18_with_data("IMAGENET"), ValueError, r"weights='IMAGENET': choose 'none'"),
     # ---- dynamic
-    ("size-table-module", lambda e: D.model_size_table(e.mlp), TypeError, r"models must be a dict of models by name"),
-    ("size-table-str", lambda e: D.model_size_table({"a": "m"}), TypeError, r"models\['a'\] must be an nn.Module"),
-    ("size-table-quantized", lambda e: D.model_size_table({"int8": e.int8}), ValueError, r"models\['int8'\] is not a float model"),
-    ("cast-error-list", lambda e: D.relative_cast_error([1.0], torch.float16), TypeError, r"values must be a real torch.Tensor"),
-    ("cast-error-str-dtype", lambda e: D.relative_cast_error(torch.ones(1), "fp16"), TypeError, r"dtype must be a torch.dtype such as torch.float16"),
-    ("cast-error-int8", lambda e: D.relative_cast_error(torch.ones(1), torch.int8), ValueError, r"dtype=torch.int8 is not a floating-point format"),
-    ("cast-error-nan", lambda e: D.relative_cast_error(torch.tensor([1.0, NAN]), torch.float16), ValueError, r"values holds NaN/inf"),
-    ("cast-error-empty", lambda e: D.relative_cast_error(torch.empty(0), torch.float16), ValueError, r"values is empty"),
-    ("matmul-n-float", lambda e: D.matmul_latency(64.0), TypeError, r"n=64.0 must be an int"),
-    ("matmul-threads", lambda e: D.matmul_latency(16, threads=0), ValueError, r"threads=0 must be at least 1"),
-    ("mlp-hidden-int", lambda e: D.MLP(hidden=512), TypeError, r"hidden must be a tuple of layer widths"),
-    ("mlp-hidden-0", lambda e: D.MLP(hidden=(0,)), ValueError, r"hidden\[0\]=0 must be at least 1"),
-    ("mlp-classes", lambda e: D.MLP(num_classes=0), ValueError, r"num_classes=0 must be at least 1"),
-    ("cast-inputs-str", lambda e: D.CastInputs("m", torch.float16), TypeError, r"model must be an nn.Module"),
-    ("cast-inputs-int8", lambda e: D.CastInputs(e.mlp, torch.int8), ValueError, r"not a floating-point format"),
-    ("to-dtype-str", lambda e: D.to_dtype("m", "fp16"), TypeError, r"model must be a torch.nn.Module"),
-    ("to-dtype-quantized", lambda e: D.to_dtype(e.dyn, "fp16"), ValueError, r"already quantized \(net.1 is a DynamicQuantizedLinear\)"),
-    ("autocast-str", lambda e: D.Autocast("m"), TypeError, r"model must be an nn.Module"),
-    ("dynamic-backend-none", lambda e: D.dynamic_int8(e.mlp, None), ValueError, r"unknown backend None"),
-    ("dynamic-filter-str", lambda e: D.dynamic_int8(e.mlp, filter_fn="net.1"), TypeError, r"filter_fn must be a function"),
-    ("dynamic-twice-torch-ao", lambda e: D.dynamic_int8(e.dyn, "torch.ao"), ValueError, r"already quantized"),
-    ("dynamic-twice-torchao", lambda e: D.dynamic_int8(e.tao, "torchao-dynamic"), ValueError, r"Int8Tensor, a quantized tensor subclass"),
-    ("variants-str", lambda e: D.variants("m"), TypeError, r"model must be a torch.nn.Module"),
-    ("variants-autocast", lambda e: D.variants(e.mlp, autocast="yes"), TypeError, r"autocast='yes' must be True or False"),
-    ("storage-str", lambda e: D.storage("m"), TypeError, r"model must be an nn.Module"),
-    ("storage-only-str", lambda e: D.storage(e.mlp, only="net.1"), TypeError, r"only must be a function"),
-    ("linear-kinds-str", lambda e: D.linear_kinds("m"), TypeError, r"model must be an nn.Module"),
-    ("work-str", lambda e: D.work_by_layer_type("m", e.images), TypeError, r"model must be an nn.Module"),
-    ("work-example-str", lambda e: D.work_by_layer_type(e.cnn, "x"), TypeError, r"example must be a non-empty batch of inputs"),
-    ("work-example-shape", lambda e: D.work_by_layer_type(e.cnn, torch.randn(2, 3, 28, 28)), ValueError, r"fails on example \(shape \(2, 3, 28, 28\)\)"),
+    ("size-table-module", lambda e: formats.model_size_table(e.mlp), TypeError, r"models must be a dict of models by name"),
+    ("size-table-str", lambda e: formats.model_size_table({"a": "m"}), TypeError, r"models\['a'\] must be an nn.Module"),
+    ("size-table-quantized", lambda e: formats.model_size_table({"int8": e.int8}), ValueError, r"models\['int8'\] is not a float model"),
+    ("cast-error-list", lambda e: formats.relative_cast_error([1.0], torch.float16), TypeError, r"values must be a real torch.Tensor"),
+    ("cast-error-str-dtype", lambda e: formats.relative_cast_error(torch.ones(1), "fp16"), TypeError, r"dtype must be a torch.dtype such as torch.float16"),
+    ("cast-error-int8", lambda e: formats.relative_cast_error(torch.ones(1), torch.int8), ValueError, r"dtype=torch.int8 is not a floating-point format"),
+    ("cast-error-nan", lambda e: formats.relative_cast_error(torch.tensor([1.0, NAN]), torch.float16), ValueError, r"values holds NaN/inf"),
+    ("cast-error-empty", lambda e: formats.relative_cast_error(torch.empty(0), torch.float16), ValueError, r"values is empty"),
+    ("matmul-n-float", lambda e: bench.matmul_latency(64.0), TypeError, r"n=64.0 must be an int"),
+    ("matmul-threads", lambda e: bench.matmul_latency(16, threads=0), ValueError, r"threads=0 must be at least 1"),
+    ("mlp-hidden-int", lambda e: models.MLP(hidden=512), TypeError, r"hidden must be a tuple of layer widths"),
+    ("mlp-hidden-0", lambda e: models.MLP(hidden=(0,)), ValueError, r"hidden\[0\]=0 must be at least 1"),
+    ("mlp-classes", lambda e: models.MLP(num_classes=0), ValueError, r"num_classes=0 must be at least 1"),
+    ("cast-inputs-str", lambda e: convert.CastInputs("m", torch.float16), TypeError, r"model must be an nn.Module"),
+    ("cast-inputs-int8", lambda e: convert.CastInputs(e.mlp, torch.int8), ValueError, r"not a floating-point format"),
+    ("to-dtype-str", lambda e: convert.to_dtype("m", "fp16"), TypeError, r"model must be a torch.nn.Module"),
+    ("to-dtype-quantized", lambda e: convert.to_dtype(e.dyn, "fp16"), ValueError, r"already quantized \(net.1 is a DynamicQuantizedLinear\)"),
+    ("autocast-str", lambda e: convert.Autocast("m"), TypeError, r"model must be an nn.Module"),
+    ("dynamic-backend-none", lambda e: convert.dynamic_int8(e.mlp, None), TypeError, r"backend must be a DynamicBackend, e.g. DynamicBackend.TORCHAO_DYNAMIC, not None"),
+    ("dynamic-backend-str", lambda e: convert.dynamic_int8(e.mlp, "torch.ao"), TypeError, r"backend must be a DynamicBackend.*not 'torch.ao'; choose one of DynamicBackend.TORCH_AO"),
+    ("dynamic-filter-str", lambda e: convert.dynamic_int8(e.mlp, filter_fn="net.1"), TypeError, r"filter_fn must be a function"),
+    ("dynamic-twice-torch-ao", lambda e: convert.dynamic_int8(e.dyn, DynamicBackend.TORCH_AO), ValueError, r"already quantized"),
+    ("dynamic-twice-torchao", lambda e: convert.dynamic_int8(e.tao, DynamicBackend.TORCHAO_DYNAMIC), ValueError, r"Int8Tensor, a quantized tensor subclass"),
+    ("variants-str", lambda e: convert.variants("m"), TypeError, r"model must be a torch.nn.Module"),
+    ("variants-autocast", lambda e: convert.variants(e.mlp, autocast="yes"), TypeError, r"autocast='yes' must be True or False"),
+    ("storage-str", lambda e: bench.storage("m"), TypeError, r"model must be a torch.nn.Module"),
+    ("storage-only-str", lambda e: bench.storage(e.mlp, only="net.1"), TypeError, r"only must be a function"),
+    ("linear-kinds-str", lambda e: bench.linear_kinds("m"), TypeError, r"model must be a torch.nn.Module"),
+    ("work-str", lambda e: bench.work_by_layer_type("m", e.images), TypeError, r"model must be a torch.nn.Module"),
+    ("work-example-str", lambda e: bench.work_by_layer_type(e.cnn, "x"), TypeError, r"example must be a non-empty batch of inputs"),
+    ("work-example-shape", lambda e: bench.work_by_layer_type(e.cnn, torch.randn(2, 3, 28, 28)), ValueError, r"fails on example \(shape \(2, 3, 28, 28\)\)"),
     # ---- plots
     ("hist-str", lambda e: plots.weight_histogram("w"), TypeError, r"values must be a real torch.Tensor"),
     ("hist-qparams-str", lambda e: plots.weight_histogram(e.x10, "qp"), TypeError, r"qparams must be a QParams"),
@@ -344,11 +348,6 @@ CASES = [
     ("bits-curves-list", lambda e: plots.error_vs_bits([2, 4], [1.0, 2.0]), TypeError, r"curves must be a dict"),
     ("bits-no-curves", lambda e: plots.error_vs_bits([2, 4], {}), ValueError, r"curves is empty"),
     ("bits-int", lambda e: plots.error_vs_bits(8, {"a": [1.0]}), TypeError, r"bits must be a list of numbers"),
-    ("bars-dict", lambda e: plots.comparison_bars({"a": [1.0]}), TypeError, r"table must be a pandas DataFrame"),
-    ("bars-unknown", lambda e: plots.comparison_bars(e.table, ["latency"]), ValueError, r"columns \['latency'\] are not in the table"),
-    ("bars-str", lambda e: plots.comparison_bars(e.table, "size"), TypeError, r"columns must be a list of column names"),
-    ("bars-empty", lambda e: plots.comparison_bars(pd.DataFrame()), ValueError, r"nothing to draw"),
-    ("bars-text-column", lambda e: plots.comparison_bars(e.table), TypeError, r"column 'name' holds \w+ values; bars need numbers"),
     ("sens-empty", lambda e: plots.sensitivity({}), ValueError, r"scores is empty"),
     ("sens-list", lambda e: plots.sensitivity([("a", 1.0)]), TypeError, r"scores must be a dict"),
     ("sens-str", lambda e: plots.sensitivity({"a": "x"}), TypeError, r"must hold numbers, but holds str 'x'"),
@@ -403,9 +402,9 @@ def _changed(e, **kw):
 @pytest.mark.parametrize("name, call, exc, pattern", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_is_refused_clearly(e, name, call, exc, pattern, monkeypatch):
     # Nothing may train, or read data: a check that lets the call get that far fails here instead.
-    for module in (qat, imagenet, D):
-        monkeypatch.setattr(module, "train_or_load", _reached("train_or_load"))
-    monkeypatch.setattr(imagenet.qdata, "loaders", _reached("data.loaders"))
+    monkeypatch.setattr(zoo, "train_or_load", _reached("train_or_load"))
+    monkeypatch.setattr(qat, "cached", _reached("train.cached"))
+    monkeypatch.setattr(zoo.qdata, "loaders", _reached("data.loaders"))
     if name.startswith("compare-bits"):  # compare_bits checks everything before its first PTQ model
         monkeypatch.setattr(qat, "ptq_lowbit", _reached("ptq_lowbit"))
     threads = torch.get_num_threads()
@@ -441,18 +440,18 @@ def test_setup_accepts_numpy_ints():
 def test_check_float_model_accepts_float_models_with_float_functional():
     """torchvision's QuantizableResNet holds FloatFunctional (a float module from torch.ao.nn.quantized) and stubs."""
     rn = models.resnet18_mnist()
-    assert flows.check_float_model(rn) is rn
+    assert checks.check_float_model(rn) is rn
     fused = models.QuantReadyCNN()
     torch.ao.quantization.fuse_modules(fused, models.FUSE_PATTERNS, inplace=True)
-    assert flows.check_float_model(fused) is fused
+    assert checks.check_float_model(fused) is fused
 
 
 def test_class_indices_reads_index_folders_by_name_not_position():
     """1000 folders '0'..'999' come sorted as strings ('0', '1', '10', '100', ...): each gets its own index."""
     names = sorted(str(i) for i in range(1000))
-    assert imagenet.class_indices(names) == [int(n) for n in names]
+    assert qdata.class_indices(names) == [int(n) for n in names]
     synsets = [f"n{i:08d}" for i in range(1000)]
-    assert imagenet.class_indices(synsets) == list(range(1000))
+    assert qdata.class_indices(synsets) == list(range(1000))
 
 
 def test_latency_reraises_failures_after_the_first_call():
@@ -473,12 +472,12 @@ def test_names_may_come_from_any_iterable(e):
     """keep_8bit and layer lists are checked, and still taken from any iterable of names (e.g. a generator)."""
     m = qat.fake_quant_model(e.ready, bits=3, fuse=models.FUSE_PATTERNS, keep_8bit=(n for n in ("quant", "fc2")))
     assert m.fc2.activation_post_process.quant_max == 255 and m.conv1.activation_post_process.quant_max == 7
-    assert plots.comparison_bars(e.table, e.table.columns[:2]) is not None
+    assert ptq.ptq_fx(e.cnn, e.calib, e.ex, keep_float=(n for n in ("fc2",))) is not None
 
 
 def test_image_folder_missing_path_stays_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError, match="is not a folder"):
-        imagenet.image_folder(tmp_path / "missing")
+        qdata.image_folder(tmp_path / "missing")
 
 
 def test_weight_histogram_per_channel_qparams_still_refused():

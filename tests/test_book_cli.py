@@ -86,8 +86,8 @@ def test_help_still_exits_zero(capsys):
     (["sweep", "alpah", "-p", "bits=2"], "unknown chapter id 'alpah'; did you mean 'alpha'?"),
     (["sweep", "alpha", "-p", "bitz=2,4"], "chapter alpha has no parameter 'bitz'"),
     (["sweep", "alpha", "-p", "bits=2,4", "--profile", "quick"], "unknown profile 'quick'"),
-    (["report", "--profile", "smok"], "unknown profile 'smok'"),
-    (["report"], "no run of profile 'full'"),
+    (["html", "--profile", "smok"], "unknown profile 'smok'"),
+    (["html"], "no run of profile 'full'"),
 ])
 def test_bad_request_is_refused_before_anything_runs(book_path, capsys, argv, expected):
     refused(capsys, ["--book", str(book_path), *argv], expected)
@@ -97,7 +97,7 @@ def test_bad_request_is_refused_before_anything_runs(book_path, capsys, argv, ex
 def test_out_that_is_a_file_or_inside_notebooks_is_refused(book_path, capsys, tmp_path):
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
-    for cmd in (["run"], ["sweep", "alpha", "-p", "bits=2,4"], ["report"]):
+    for cmd in (["run"], ["sweep", "alpha", "-p", "bits=2,4"], ["html"]):
         refused(capsys, ["--book", str(book_path), *cmd, "--out", str(a_file)], "is a file, not a folder")
         refused(capsys, ["--book", str(book_path), *cmd, "--out", str(a_file / "sub")], "is a file, not a folder")
     refused(capsys, ["--book", str(book_path), "run", "--out", str(tmp_path / "notebooks")], "is inside the notebooks folder")

@@ -49,5 +49,5 @@ def test_smoke_profile_runs_every_chapter(book, tmp_path):
     info = json.loads((tmp_path / "smoke" / "run.json").read_text())
     assert [cid for cid, c in info["chapters"].items() if c["status"] == "ok"] == [c.id for c in book.chapters]
     assert all(results[c.id] for c in book.chapters), "every chapter records at least one result"
-    assert (tmp_path / "smoke" / "index.html").is_file()
+    assert (tmp_path / "smoke" / "book" / "index.html").is_file() and (tmp_path / "smoke" / "book" / "dashboard.html").is_file()
     print({cid: c["seconds"] for cid, c in info["chapters"].items()})

@@ -1,4 +1,4 @@
-"""The runner's files: atomic writes, the one build folder, and run.json/report bookkeeping around a stopped chapter
+"""The runner's files: atomic writes, the one build folder, and run.json bookkeeping around a stopped chapter
 (the kernel is replaced by a stub here; test_book_interrupt.py stops real ones)."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import nbformat
 import pytest
 
 from book_fixtures import tiny_book
-from qhelpers.book import BookError, Interrupted, load_book, run, write_report
+from qhelpers.book import BookError, Interrupted, load_book, run
+from qhelpers.book.dashboard import status_of
 from qhelpers.book.files import build_dir, read_json, write_json, write_text
 
 
@@ -77,59 +78,50 @@ def stubbed(tmp_path, monkeypatch):
         return 0.1
 
     monkeypatch.setattr("qhelpers.book.runner.execute_papermill", fake)
+    monkeypatch.setattr("qhelpers.book.environment.capture", lambda: {"date": "stubbed"})
     return book, behaviour, seen
 
 
 @pytest.mark.parametrize("stop", [KeyboardInterrupt(), Interrupted(signum=15)])
 def test_interrupted_rerun_never_leaves_a_stale_ok(stubbed, stop):
     book, behaviour, seen = stubbed
-    run(book, progress=False)
+    run(book, progress=False, html=False)
     out = book.root / "build" / "full"
     assert {c["status"] for c in read_json(out / "run.json")["chapters"].values()} == {"ok"}
-    assert ">ok<" in (out / "index.html").read_text()
+    assert read_json(out / "run.json")["environment"] == {"date": "stubbed"}
 
     behaviour["beta"] = stop
     with pytest.raises(Interrupted) as info:
-        run(book, progress=False)
+        run(book, progress=False, html=False)
     assert info.value.signum == getattr(stop, "signum", 2)
     assert "chapter 'beta' was stopped" in str(info.value) and "marks it 'interrupted'" in str(info.value)
     assert seen["beta"]["status"] == "running"  # marked before its kernel started
     chapters = read_json(out / "run.json")["chapters"]
     assert chapters["alpha"]["status"] == "ok" and chapters["beta"]["status"] == "interrupted"
     assert read_json(out / "results.json")["beta"] == {}  # the earlier run's results are not shown beside the new notebook
-    index = write_report(book, "full").read_text()
-    beta = index[index.index("(beta)"):]
-    assert "interrupted" in beta and ">ok<" not in beta
+    shown = status_of(chapters["beta"])  # what the book shows (tests/test_book_site.py renders it)
+    assert not shown["ok"] and shown["short"] == "INTERRUPTED" and "incomplete" in shown["detail"]
 
 
 def test_a_killed_run_shows_running_not_ok(stubbed):
     book, behaviour, _ = stubbed
-    run(book, progress=False)
+    run(book, progress=False, html=False)
     behaviour["alpha"] = SystemExit(9)  # stands for SIGKILL: nothing after it runs
     with pytest.raises(SystemExit):
-        run(book, progress=False)
+        run(book, progress=False, html=False)
     out = book.root / "build" / "full"
     assert read_json(out / "run.json")["chapters"]["alpha"]["status"] == "running"
-    index = write_report(book, "full").read_text()
-    alpha = index[index.index("(alpha)"):index.index("(beta)")]
-    assert "running, or stopped without a trace" in alpha and ">ok<" not in alpha
+    shown = status_of(read_json(out / "run.json")["chapters"]["alpha"])
+    assert not shown["ok"] and shown["short"] == "NO RESULT" and "never finished" in shown["detail"]
 
 
 def test_an_unexpected_error_is_recorded_as_failed_then_raised(stubbed):
     book, behaviour, _ = stubbed
     behaviour["alpha"] = RuntimeError("Kernel died before replying to kernel_info")
     with pytest.raises(RuntimeError):
-        run(book, progress=False, report=False)
+        run(book, progress=False, html=False)
     info = read_json(book.root / "build" / "full" / "run.json")["chapters"]["alpha"]
     assert info["status"] == "failed" and "Kernel died" in info["error"]
-
-
-def test_report_survives_an_unreadable_executed_notebook(stubbed):
-    book, _, _ = stubbed
-    run(book, progress=False, report=False)
-    (book.root / "build" / "full" / "01_alpha.ipynb").write_text("{truncated")
-    index = write_report(book, "full").read_text()
-    assert "its executed notebook is unreadable" in index
 
 
 def test_cli_interrupt_is_one_line_with_exit_code_130(stubbed, capsys):
@@ -137,9 +129,9 @@ def test_cli_interrupt_is_one_line_with_exit_code_130(stubbed, capsys):
     from qhelpers.book.__main__ import main
 
     behaviour["alpha"] = KeyboardInterrupt()
-    assert main(["--book", str(book.path), "run", "--no-progress"]) == 130
+    assert main(["--book", str(book.path), "run", "--no-progress", "--no-html"]) == 130
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("interrupted (Ctrl-C): chapter 'alpha' was stopped") and "Traceback" not in err
     behaviour["alpha"] = Interrupted(signum=15)
-    assert main(["--book", str(book.path), "run", "--no-progress"]) == 143
+    assert main(["--book", str(book.path), "run", "--no-progress", "--no-html"]) == 143
     assert capsys.readouterr().err.startswith("interrupted (SIGTERM): chapter 'alpha'")

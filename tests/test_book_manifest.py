@@ -11,7 +11,6 @@ from book_fixtures import tiny_book, write_notebook
 from qhelpers.book import BookError, load_book, plan, stanza
 from qhelpers.book.__main__ import main
 from qhelpers.book.manifest import parse_assignments, parse_value
-from qhelpers.params import check_choice, check_range, check_type
 
 
 @pytest.fixture
@@ -164,10 +163,6 @@ def test_nan_and_inf_parameters_are_refused():
     assert lr.problem(0.5) is None and lr.problem(1) is None
     for bad in (float("nan"), float("inf"), float("-inf")):
         assert "is not a finite number" in lr.problem(bad)
-    with pytest.raises(ValueError, match="must be a finite number"):
-        check_range("lr", float("nan"), 0, 1)
-    with pytest.raises(ValueError, match="must be a finite number"):
-        check_range("lr", float("inf"))
 
 
 def test_chapter_specific_override_wins_over_the_general_one(book_path):
@@ -216,20 +211,45 @@ def test_cli_check_and_list(book_path, capsys):
     assert "2 chapters" in out and "bits (int one of 2, 4, 8; default 8): bit-width" in out and "profile smoke: bits=4" in out
 
 
-def test_check_choice_range_type():
-    assert check_choice("dataset", "mnist", ["mnist", "fashion-mnist"]) == "mnist"
-    with pytest.raises(ValueError, match=r"dataset = 'cifar' is not allowed: choose one of 'mnist', 'fashion-mnist'"):
-        check_choice("dataset", "cifar", ["mnist", "fashion-mnist"])
-    with pytest.raises(ValueError, match="not allowed"):
-        check_choice("bits", True, [1, 2])  # a bool is not the int 1
-    assert check_range("bits", 4, 2, 8) == 4 and check_range("lr", 0.5, 0, None) == 0.5
-    with pytest.raises(ValueError, match=r"bits = 9 is out of range: it must lie in \[2, 8\]"):
-        check_range("bits", 9, 2, 8)
-    with pytest.raises(ValueError, match="must be a number"):
-        check_range("bits", "4", 2, 8)
-    assert check_type("lr", 1, float) == 1
-    with pytest.raises(ValueError, match="must be of type int, not bool"):
-        check_type("epochs", True, int)
+MNIST_CNN = dict(dataset="mnist", epochs=3, train_subset=0, calibration_batches=10, qat_epochs=1, seed=0, bits=0)
+
+
+@pytest.mark.parametrize("change,match", [
+    ({"dataset": "cifar"}, r"parameter dataset = 'cifar' is not allowed; choose one of 'mnist', 'fashion-mnist'; set it"),
+    ({"bits": True}, r"parameter bits = True has type bool, expected int"),  # a bool is not the int 1
+    ({"bits": 9}, r"parameter bits = 9 is not allowed; choose one of 0, 2, 3, 4, 5, 6, 7, 8"),
+    ({"epochs": 51}, r"parameter epochs = 51 is out of range \[1, 50\]; set it in the parameters cell, or pass e.g. `-p epochs=...`"),
+    ({"seed": "0"}, r"parameter seed = '0' has type str, expected int"),
+])
+def test_check_parameters_applies_book_yml(change, match):
+    from qhelpers.book import check_parameters
+
+    assert check_parameters("mnist-cnn", MNIST_CNN) is None
+    with pytest.raises(ValueError, match=match):
+        check_parameters("mnist-cnn", {**MNIST_CNN, **change})
+
+
+def test_check_parameters_needs_every_parameter_and_applies_the_rules():
+    from qhelpers.book import check_parameters, load_book
+
+    with pytest.raises(ValueError, match="parameter bits is not defined"):
+        check_parameters("mnist-cnn", {k: v for k, v in MNIST_CNN.items() if k != "bits"})
+    resnet = {p.name: p.default for p in load_book(check_notebooks=False).chapter("resnet18").parameters.values()}
+    check_parameters("resnet18", resnet)
+    with pytest.raises(ValueError, match="with weights='imagenet', imagenet_dir must be set"):
+        check_parameters("resnet18", {**resnet, "weights": "imagenet"})
+    with pytest.raises(ValueError, match=r"seed = -1 is out of range"):
+        check_parameters("resnet18", {**resnet, "seed": -1})
+    with pytest.raises(BookError, match="unknown chapter id 'mnist'"):
+        check_parameters("mnist", MNIST_CNN)
+
+
+def test_every_notebook_checks_its_parameters_with_book_yml():
+    import json
+
+    for chapter in load_book(check_notebooks=False).chapters:
+        code = "".join("".join(c["source"]) for c in json.loads(chapter.notebook.read_text())["cells"] if c["cell_type"] == "code")
+        assert f'check_parameters("{chapter.id}", globals())' in code, chapter.notebook.name
 
 
 def test_parameters_cell_with_tricky_comments_is_read(tmp_path):
@@ -248,3 +268,11 @@ def test_parameters_cell_with_tricky_comments_is_read(tmp_path):
     write_notebook(tmp_path / "02_y.ipynb", "import os  # not a parameter")
     with pytest.raises(BookError, match="not a plain `name = value  # help` assignment"):
         notebook_parameters(tmp_path / "02_y.ipynb")
+
+
+def test_book_yml_offers_the_data_sets_qhelpers_loads():
+    from qhelpers.data import DATASETS
+
+    offered = {ch.id: set(ch.parameters["dataset"].choices) for ch in load_book(check_notebooks=False).chapters
+               if "dataset" in ch.parameters}
+    assert offered and all(choices == set(DATASETS) for choices in offered.values()), offered

@@ -1,4 +1,4 @@
-"""The runner, sweeps, report and execute-in-place on a tiny two-chapter book (real kernels: marked slow, ~1 min)."""
+"""The runner, sweeps, book and execute-in-place on a tiny two-chapter book (real kernels: marked slow, ~1 min)."""
 
 from __future__ import annotations
 
@@ -52,23 +52,25 @@ def test_executed_notebooks_carry_the_injected_parameters(smoke):
     assert {c["status"] for c in run_info["chapters"].values()} == {"ok"}
 
 
-def test_report_links_offline_renderings(smoke):
+def test_run_builds_the_book_with_the_environment(smoke):
     book, out, _ = smoke
-    index = (out / "index.html").read_text()
-    assert "Tiny book" in index and 'href="html/01_alpha.html"' in index and 'href="results.html"' in index
-    for link in re.findall(r'href="([^"#]+)"', index):
-        assert (out / link).is_file(), link
-    page = (out / "html" / "01_alpha.html").read_text()
-    assert "deterministic line" in page
-    assert not re.findall(r'<(?:script|link)[^>]+(?:src|href)="https?://', page), "the rendering must not load anything from the network"
-    results = (out / "results.html").read_text()
-    assert "err" in results and "0.0625" in results
+    index = (out / "book" / "index.html").read_text()
+    assert "Tiny book" in index and 'href="01_alpha.html"' in index and 'href="dashboard.html"' in index
+    for link in re.findall(r'href="([^"#:?]+)', index):  # local links, without ?digest= or #anchor
+        assert (out / "book" / link).is_file(), link
+    page = (out / "book" / "01_alpha.html").read_text()
+    assert "deterministic line" in page and "Ran to the end" in page
+    assert not re.findall(r'<(?:script|link|img)[^>]+(?:src|href)="(?:https?:)?//', page), "the book must not load anything from the network"
+    env = json.loads((out / "run.json").read_text())["environment"]
+    assert env["versions"]["torch"] and env["threads"] >= 1 and env["cpu"].startswith("AVX2 ")
+    dashboard = (out / "book" / "dashboard.html").read_text()
+    assert env["cpu_model"] in dashboard and env["versions"]["torch"] in dashboard and "0.0625" in dashboard
 
 
 def test_failing_chapter_stops_with_cell_and_keeps_partial_notebook(smoke):
     book, out, _ = smoke
     with pytest.raises(NotebookFailed) as info:
-        run(book, "full", only=["beta"], params={"fail": "true"}, progress=False, report=False)
+        run(book, "full", only=["beta"], params={"fail": "true"}, progress=False, html=False, environment=False)
     err = info.value
     assert err.cell == 5 and err.ename == "RuntimeError" and "asked to fail" in str(err)
     assert "chapter 'beta'" in str(err) and "if fail:" in str(err)
@@ -84,9 +86,8 @@ def test_sweep_writes_one_notebook_per_point_and_a_table(smoke, tmp_path):
     assert table["status"].tolist() == ["ok", "ok"] and "bits_seen" in table and "per_bits.w" in table
     folder = tmp_path / "sweeps" / "alpha"  # --out is a build folder: sweeps go to <out>/sweeps/<chapter>
     assert sorted(p.name for p in folder.glob("*.ipynb")) == ["01_alpha__bits=2.ipynb", "01_alpha__bits=8.ipynb"]
-    for name in ("results.csv", "results.md", "results.png", "results.html"):
-        assert (folder / name).is_file(), name
-    assert "| 2 | ok |" in (folder / "results.md").read_text()
+    assert sorted(p.name for p in folder.glob("results.*")) == ["results.csv", "results.png"]
+    assert "2,ok," in (folder / "results.csv").read_text()
 
 
 def test_execute_in_place_writes_outputs_and_leaves_failures_untouched(tmp_path):

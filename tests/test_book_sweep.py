@@ -39,9 +39,9 @@ def test_flatten_keeps_scalars_and_flat_dicts():
 def test_table_and_plot_over_numeric_and_categorical_parameters(tmp_path):
     rows = [{"bits": b, "dataset": d, "status": "ok", "acc": 0.5 + b / 20 - (d == "fashion-mnist") * 0.1, "ok": True}
             for b in (2, 4, 8) for d in ("mnist", "fashion-mnist")]
-    table = write_table(rows, tmp_path, ["bits", "dataset"])
+    table = write_table(rows, tmp_path)
     assert len(pd.read_csv(tmp_path / "results.csv")) == 6
-    assert (tmp_path / "results.md").read_text().splitlines()[0] == "| bits | dataset | status | acc | ok |"
+    assert (tmp_path / "results.csv").read_text().splitlines()[0] == "bits,dataset,status,acc,ok"
     fig = plot_sweep(table, ["bits", "dataset"])
     assert [ax.get_title() for ax in fig.axes if ax.get_visible()] == ["acc"]  # booleans and strings are not plotted
     assert len(fig.axes[0].lines) == 2  # one line per dataset

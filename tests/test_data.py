@@ -165,14 +165,20 @@ def test_loaders_subset_and_reproducible_batches():
         data.loaders("mnist", subset=0)
 
 
-def test_calibration_loader():
-    loader = DataLoader(_toy(50), batch_size=10)
-    batches = data.calibration_loader(loader, 3)
+def test_calibration_batches_are_seeded_and_match_a_shuffled_loader():
+    toy = _toy(50)
+    loaders = data.Loaders(DataLoader(toy, batch_size=10), DataLoader(toy), DataLoader(toy), "toy")
+    batches = data.calibration_batches(loaders, 3, seed=4)
     assert len(batches) == 3 and batches[0].shape == (10, 1)
+    expected = [x for x, _ in DataLoader(toy, batch_size=10, shuffle=True, generator=torch.Generator().manual_seed(4))][:3]
+    assert all(torch.equal(a, b) for a, b in zip(batches, expected))
+    next(iter(loaders.train))  # using the training loader does not change the choice
+    assert all(torch.equal(a, b) for a, b in zip(data.calibration_batches(loaders, 3, seed=4), batches))
+    assert [len(x) for x in data.calibration_batches(toy, 9, batch_size=20)] == [20, 20, 10]  # a Dataset: all it has
     with pytest.raises(ValueError, match="empty"):
-        data.calibration_loader(DataLoader(_toy(0), batch_size=10), 2)
-    with pytest.raises(ValueError, match="at least one batch"):
-        data.calibration_loader(loader, 0)
+        data.calibration_batches(_toy(0), 2)
+    with pytest.raises(ValueError, match="num_batches=0 must be at least 1"):
+        data.calibration_batches(loaders, 0)
 
 
 def test_cli_reports_failure_cleanly(tmp_path, no_download, monkeypatch, capsys):
@@ -470,18 +476,20 @@ def test_loaders_check_their_arguments_before_reading_data(kwargs, error, match,
         data.loaders("mnist", root=tmp_path, **kwargs)
 
 
-def test_calibration_loader_checks_its_arguments():
-    loader = DataLoader(_toy(50), batch_size=10)
+def test_calibration_batches_check_their_arguments():
+    toy = _toy(50)
     with pytest.raises(TypeError, match=r"num_batches=2\.5 must be an int"):
-        data.calibration_loader(loader, 2.5)  # type: ignore[arg-type]
+        data.calibration_batches(toy, 2.5)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"num_batches=True must be an int, not bool"):
-        data.calibration_loader(loader, True)
-    with pytest.raises(TypeError, match=r"loader must yield batches of \(images, labels\).*got NoneType"):
-        data.calibration_loader(None, 1)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match=r"batch 0 of the loader is a int"):
-        data.calibration_loader([1, 2, 3], 1)  # type: ignore[arg-type]
-    bare = [torch.zeros(2, 1), torch.ones(2, 1)]  # image batches without labels are fine
-    assert [b.tolist() for b in data.calibration_loader(bare, 2)] == [[[0.0], [0.0]], [[1.0], [1.0]]]
+        data.calibration_batches(toy, True)
+    with pytest.raises(TypeError, match=r"data must be a qhelpers.data.Loaders .* or a Dataset, not NoneType"):
+        data.calibration_batches(None, 1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"seed=-1 must be between 0 and 4294967295"):
+        data.calibration_batches(toy, 1, seed=-1)
+
+
+
+
 
 
 # ---------------------------------------------------------------- Tiny Shakespeare: one text file

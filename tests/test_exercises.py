@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from qhelpers import dynamic as D
+from qhelpers import convert, models, zoo
+from qhelpers.convert import DynamicBackend
 from qhelpers.exercises import Feedback, check_fake_quant_ste, check_quantize, check_skip_last_linear
 
 
@@ -53,7 +54,7 @@ def test_checkers_reject_non_functions():
 @pytest.fixture(scope="module")
 def mlp():
     torch.manual_seed(0)
-    return D.MLP(hidden=(32, 16)).eval()
+    return models.MLP(hidden=(32, 16)).eval()
 
 
 @pytest.fixture(scope="module")
@@ -64,14 +65,14 @@ def example():
 def test_skip_last_linear_reference_solutions_pass(mlp, example):
     last = "net.5"
     # weight-only: on CPUs without INT8 dot products torchao's dynamic INT8 saturates on this random model (chapter 01)
-    torchao_way = lambda m: D.dynamic_int8(m, "torchao-weight-only", filter_fn=lambda mod, fqn: fqn != last)  # noqa: E731
+    torchao_way = lambda m: convert.dynamic_int8(m, DynamicBackend.TORCHAO_WEIGHT_ONLY, filter_fn=lambda mod, fqn: fqn != last)  # noqa: E731
     torch_ao_way = lambda m: torch.ao.quantization.quantize_dynamic(copy.deepcopy(m), {"net.1", "net.3"}, torch.qint8)  # noqa: E731
     assert check_skip_last_linear(torchao_way, mlp, example)
     assert check_skip_last_linear(torch_ao_way, mlp, example)
 
 
 def test_skip_last_linear_explains_mistakes(mlp, example):
-    fb = check_skip_last_linear(lambda m: D.dynamic_int8(m, "torch.ao"), mlp, example)
+    fb = check_skip_last_linear(lambda m: convert.dynamic_int8(m, DynamicBackend.TORCH_AO), mlp, example)
     assert not fb and "last Linear" in fb.message
     fb = check_skip_last_linear(lambda m: copy.deepcopy(m), mlp, example)
     assert not fb and "still float" in fb.message
@@ -130,9 +131,221 @@ def test_fake_quant_ste_explains_mistakes(wrong, hint):
 
 
 def test_skip_last_linear_catches_the_wrong_model(mlp, example):
-    other = D.MLP(hidden=(32, 16)).eval()
+    other = models.MLP(hidden=(32, 16)).eval()
     with torch.no_grad():
         for p in other.parameters():
             p.normal_(0, 1, generator=torch.Generator().manual_seed(1))
-    fb = check_skip_last_linear(lambda m: D.dynamic_int8(other, "torch.ao", filter_fn=lambda mod, fqn: fqn != "net.5"), mlp, example)
+    fb = check_skip_last_linear(lambda m: convert.dynamic_int8(other, DynamicBackend.TORCH_AO, filter_fn=lambda mod, fqn: fqn != "net.5"), mlp, example)
     assert not fb and "predicts the original's class" in fb.message
+
+
+# --- every checker against its reference solution, a stub, and answers that call the kernel under test -----------
+
+from qhelpers.solutions.fake_quant import my_fake_quant  # noqa: E402
+from qhelpers.solutions.quantize import my_quantize  # noqa: E402
+
+
+def _stub(*args):
+    raise NotImplementedError("write this function")
+
+
+def test_reference_solutions_pass():
+    assert check_quantize(my_quantize), check_quantize(my_quantize).message
+    assert check_fake_quant_ste(my_fake_quant), check_fake_quant_ste(my_fake_quant).message
+
+
+@pytest.mark.parametrize("checker", [check_quantize, check_fake_quant_ste])
+def test_stub_is_not_done_yet(checker):
+    fb = checker(_stub)
+    assert not fb and "not done yet" in fb.message and repr(fb).startswith("NOT YET")
+
+
+@pytest.mark.parametrize(
+    "wrong, hint",
+    [
+        # a wrapper around the kernel under test
+        (lambda x, s, z, lo, hi: torch.quantize_per_tensor(x, s, z, torch.quint8 if lo == 0 else torch.qint8).int_repr(),
+         "torch.quantize_per_tensor"),
+        # the course's own implementation
+        (lambda x, s, z, lo, hi: __import__("qhelpers").quant.quantize(
+            x, __import__("qhelpers").quant.choose_qparams(x, 8)), "a function of qhelpers.quant"),
+        # an observer computing it
+        (lambda x, s, z, lo, hi: torch.ao.quantization.MinMaxObserver()(x), "observer"),
+        # fake quantization, rounded back
+        (lambda x, s, z, lo, hi: torch.round(torch.fake_quantize_per_tensor_affine(x, s, z, lo, hi) / s) + z,
+         "torch.fake_quantize_per_tensor_affine"),
+    ],
+)
+def test_check_quantize_refuses_the_kernel(wrong, hint):
+    fb = check_quantize(wrong)
+    assert not fb and hint in fb.message and "yourself" in fb.message, fb.message
+
+
+@pytest.mark.parametrize(
+    "wrong, hint",
+    [
+        (torch.fake_quantize_per_tensor_affine, "torch.fake_quantize_per_tensor_affine itself"),
+        (__import__("functools").partial(torch.fake_quantize_per_tensor_affine), "itself"),
+        (lambda x, s, z, lo, hi: torch.fake_quantize_per_tensor_affine(x, s, z, lo, hi), "torch.fake_quantize_per_tensor_affine"),
+        (lambda x, s, z, lo, hi: torch.quantize_per_tensor(x.detach(), s, z, torch.qint8).dequantize(), "torch.quantize_per_tensor"),
+        (lambda x, s, z, lo, hi: torch.ao.quantization.FakeQuantize()(x), "FakeQuantize"),
+    ],
+)
+def test_check_fake_quant_ste_refuses_the_kernel(wrong, hint):
+    fb = check_fake_quant_ste(wrong)
+    assert not fb and hint in fb.message, fb.message
+
+
+def test_check_quantize_refuses_the_kernel_itself():
+    fb = check_quantize(torch.quantize_per_tensor)
+    assert not fb and "torch.quantize_per_tensor itself" in fb.message
+
+
+def test_kernels_are_restored_after_a_check():
+    original = torch.quantize_per_tensor
+    check_quantize(lambda x, s, z, lo, hi: torch.quantize_per_tensor(x, s, z, torch.quint8).int_repr())
+    assert torch.quantize_per_tensor is original
+    from qhelpers import quant
+    x = torch.randn(10)
+    assert quant.quantize(x, quant.choose_qparams(x, 8)).dtype == torch.int32  # its code is back
+
+
+# --- chapter 04: eager PTQ by hand ------------------------------------------------------------------------------
+
+from qhelpers.exercises import check_keep_float, check_ptq_eager  # noqa: E402
+from qhelpers.solutions.eager_ptq import my_ptq_eager  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def ready():
+    torch.manual_seed(0)
+    return models.QuantReadyCNN.from_simple_cnn(models.SimpleCNN()).eval()
+
+
+@pytest.fixture(scope="module")
+def calib():
+    g = torch.Generator().manual_seed(3)
+    return [torch.randn(16, 1, 28, 28, generator=g) for _ in range(3)]
+
+
+def test_ptq_eager_reference_passes(ready, calib):
+    fb = check_ptq_eager(my_ptq_eager, ready, calib, models.FUSE_PATTERNS)
+    assert fb, fb.message
+
+
+def _no_fuse(model, calibration, fuse):
+    from torch.ao.quantization import convert, get_default_qconfig, prepare
+    m = copy.deepcopy(model).eval()
+    m.qconfig = get_default_qconfig("x86")
+    prepare(m, inplace=True)
+    for x in calibration:
+        m(x)
+    return convert(m)
+
+
+def _no_calibration(model, calibration, fuse):
+    return my_ptq_eager(model, calibration[:1], fuse)
+
+
+def _no_convert(model, calibration, fuse):
+    from torch.ao.quantization import get_default_qconfig, prepare
+    m = copy.deepcopy(model).eval()
+    m.qconfig = get_default_qconfig("x86")
+    return prepare(m)
+
+
+def _in_place(model, calibration, fuse):
+    from torch.ao.quantization import convert, fuse_modules, get_default_qconfig, prepare
+    fuse_modules(model, fuse, inplace=True)
+    model.qconfig = get_default_qconfig("x86")
+    prepare(model, inplace=True)
+    for x in calibration:
+        model(x)
+    return convert(model)
+
+
+def _helper(model, calibration, fuse):
+    from qhelpers import ptq
+    return ptq.ptq_eager(model, calibration, fuse=fuse)
+
+
+@pytest.mark.parametrize(
+    "wrong, hint",
+    [
+        (_stub, "not done yet"),
+        (_no_fuse, "not fused"),
+        (_no_calibration, "calibrate with every batch"),
+        (_no_convert, "convert"),
+        (_helper, "yourself"),
+        (lambda m, c, f: None, "nn.Module"),
+    ],
+)
+def test_ptq_eager_explains_mistakes(ready, calib, wrong, hint):
+    fb = check_ptq_eager(wrong, ready, calib, models.FUSE_PATTERNS)
+    assert not fb and hint in fb.message, fb.message
+
+
+def test_ptq_eager_catches_a_changed_model(ready, calib):
+    victim = copy.deepcopy(ready)
+    fb = check_ptq_eager(_in_place, victim, calib, models.FUSE_PATTERNS)
+    assert not fb and "changed the model" in fb.message, fb.message
+
+
+# --- chapter 05: which layers to keep in FP32 --------------------------------------------------------------------
+
+from qhelpers import ptq  # noqa: E402
+from qhelpers.solutions.keep_float import keep_float_for  # noqa: E402
+
+
+class _Sensitive(nn.Module):
+    """A model INT8 hurts badly: fc2 has a huge outlier output channel that the logits ignore, so one per-tensor
+    activation scale leaves the channels that matter a few levels; only fc2 and fc3 both in FP32 avoid it."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(8, 16)
+        self.fc2 = nn.Linear(16, 16)
+        self.fc3 = nn.Linear(16, 4)
+
+    def forward(self, x):
+        return self.fc3(self.fc2(torch.relu(self.fc1(x))))
+
+
+@pytest.fixture(scope="module")
+def sensitive():
+    torch.manual_seed(0)
+    model = _Sensitive().eval()
+    with torch.no_grad():
+        model.fc2.weight[0].mul_(300.0)  # an outlier channel: per-tensor activation scale too coarse for the rest
+        model.fc3.weight[:, 0] = 0  # ... and the logits depend only on the other channels
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(512, 8, generator=g)
+    with torch.inference_mode():
+        y = model(x).argmax(-1)
+    evaluate = lambda m: float((m(x).argmax(-1) == y).float().mean())  # noqa: E731  agreement with FP32
+    return model, [x[:128], x[128:256]], (x[:2],), evaluate
+
+
+def test_keep_float_reference_and_wrong_answers(sensitive):
+    model, calibration, example, evaluate = sensitive
+    all_int8 = 100 * (1.0 - evaluate(ptq.ptq_fx(model, calibration, example)))
+    assert all_int8 > 2.0, f"the test model should lose > 2 pp in INT8, lost {all_int8:.2f}"
+    kwargs = dict(goal=0.99, max_layers=2)  # agreement with FP32 on 512 inputs: at most 1 pp lost
+    keep = keep_float_for(model, calibration, example, evaluate, ["fc2", "fc3", "fc1"], **kwargs)
+    assert keep == ["fc2", "fc3"]
+    fb = check_keep_float(keep, model, calibration, example, evaluate, **kwargs)
+    assert fb, fb.message
+    for wrong, hint in [([], "below the goal"), (["fc1"], "below the goal"), (["fc3"], "below the goal"), (["fc1", "fc2", "fc3"], "at most 2"),
+                        (["conv9"], "not conv/linear"), ("fc3", "list of layer names"), (_stub, "not done yet")]:
+        fb = check_keep_float(wrong, model, calibration, example, evaluate, **kwargs)
+        assert not fb and hint in fb.message, (wrong, fb.message)
+
+
+def test_skip_last_linear_reference_solution_and_stub(mlp, example):
+    from qhelpers import hardware
+    from qhelpers.solutions.skip_last import quantize_all_but_last
+
+    if hardware.onednn_int8_dot():  # elsewhere torchao's dynamic INT8 saturates on this random model (chapter 01)
+        assert check_skip_last_linear(quantize_all_but_last, mlp, example)
+    fb = check_skip_last_linear(_stub, mlp, example)
+    assert not fb and "not done yet" in fb.message

@@ -29,8 +29,6 @@ def test_weight_histogram_draws_the_grid():
 def test_other_figures():
     fig = plots.error_vs_bits([2, 4, 8], {"min/max": [10, 22, 46]})
     assert fig.axes[0].lines[0].get_ydata().tolist() == [10, 22, 46]
-    table = pd.DataFrame({"size": [4.0, 1.0], "acc": [99.0, 98.9]}, index=["fp32", "int8"])
-    assert len(plots.comparison_bars(table).axes) == 2
     fig = plots.sensitivity({"a": 0.1, "b": 2.0})
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["a", "b"]
     hist = History([1.0, 0.5], [0.9, 0.6], [0.8, 0.9])

@@ -6,6 +6,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import qhelpers
 from qhelpers import qat
+from qhelpers.quant import PerChannel, PerTensor
 from qhelpers.data import Loaders
 from qhelpers.models import FUSE_PATTERNS, QuantReadyCNN
 
@@ -19,7 +20,7 @@ def model():
 @pytest.mark.parametrize("bits", [2, 4, 8])
 @pytest.mark.parametrize("per_channel", [True, False])
 def test_lowbit_qconfig_ranges(bits, per_channel):
-    qc = qat.lowbit_qconfig(bits, per_channel=per_channel)
+    qc = qat.lowbit_qconfig(bits, granularity=PerChannel(0) if per_channel else PerTensor())
     act, w = qc.activation(), qc.weight()
     assert (act.quant_min, act.quant_max) == (0, 2**bits - 1)
     assert (w.quant_min, w.quant_max) == (-(2 ** (bits - 1) - 1), 2 ** (bits - 1) - 1)

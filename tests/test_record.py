@@ -135,3 +135,41 @@ def test_atomic_open_leaves_the_old_file_on_failure(tmp_path):
     with atomic_open(target, "wb") as fh:
         fh.write(b"new")
     assert target.read_bytes() == b"new"
+
+
+def test_claim_records_prints_and_asserts(tmp_path, monkeypatch, capsys):
+    from qhelpers.record import claim
+
+    results = tmp_path / "results.json"
+    monkeypatch.setenv(RESULTS_ENV, str(results))
+    assert claim("int8_accuracy", 0.97, at_least=0.96, at_most=0.98) is None  # a statement: nothing to display
+    assert claim("size_ratio", 3.95, at_least=3.9) is None
+    assert claim("not_checked", 0.5) is None
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["[record] int8_accuracy = 0.97", "[claim] int8_accuracy in [0.96, 0.98]: yes",
+                   "[record] size_ratio = 3.95", "[claim] size_ratio >= 3.9: yes",
+                   "[record] not_checked = 0.5", "[claim] not_checked: no limit in this configuration, not checked"]
+    with pytest.raises(AssertionError, match=r"claim drop_pp: 0.25 is not <= 0.2"):
+        claim("drop_pp", 0.25, at_most=0.2)
+    assert capsys.readouterr().out.splitlines()[-1] == "[claim] drop_pp <= 0.2: NO"
+    assert read_results(results) == {"int8_accuracy": 0.97, "size_ratio": 3.95, "not_checked": 0.5, "drop_pp": 0.25}
+    with pytest.raises(TypeError, match="at_least='0.9' must be a finite number or None"):
+        claim("x", 0.95, at_least="0.9")
+    with pytest.raises(TypeError, match="must be a number to compare"):
+        claim("y", "high", at_most=1.0)
+
+
+def test_claim_limits_are_data_beside_the_notebooks():
+    from qhelpers.record import claim_limits
+
+    for dataset in ("mnist", "fashion-mnist", "quick"):
+        assert set(claim_limits("mnist-cnn", dataset)) == {"fp32_min", "int8_max_drop_pp", "agreement_min",
+                                                          "qat_max_gap_pp", "qat_min_recovery"}
+    for configuration in ("full", "imagenet", "quick"):
+        assert set(claim_limits("resnet18", configuration)) == {"fp32_min", "int8_tol_pp", "calibration_max_drop_pp"}
+    assert claim_limits("concepts", "default")["sqnr_db_per_bit"] == {"at_least": 5.5, "at_most": 6.5}
+    assert set(claim_limits("fp16-int8", "default")) == {"accuracy_fp32_cnn", "accuracy_fp32_mlp", "cnn_torchao_dynamic_size_ratio"}
+    with pytest.raises(ValueError, match="no configuration 'smoke'; choose one of"):
+        claim_limits("resnet18", "smoke")
+    with pytest.raises(ValueError, match="no limits for chapter 'gpt'"):
+        claim_limits("gpt", "full")

@@ -7,7 +7,8 @@ from torch.ao.nn import quantized as nnq
 from torch.ao.nn.intrinsic import quantized as nniq
 
 import qhelpers
-from qhelpers import quant, sensitivity
+from qhelpers import ptq, quant, sensitivity
+from qhelpers.quant import PerChannel, PerTensor
 
 
 class Tiny(nn.Module):
@@ -45,12 +46,12 @@ def tiny():
 
 def test_quantizable_layers_in_order(tiny):
     model, _, _ = tiny
-    assert sensitivity.quantizable_layers(model) == ["conv1", "conv2", "fc"]
+    assert ptq.quantizable_layers(model) == ["conv1", "conv2", "fc"]
 
 
 def test_only_quantizes_one_layer(tiny):
     model, calibration, example = tiny
-    q = sensitivity.ptq_fx_layers(model, calibration, example, only=["conv2"])
+    q = ptq.ptq_fx(model, calibration, example, only=["conv2"])
     assert _quantized_names(q) == {"conv2"}
     x = torch.randn(4, 1, 8, 8)
     with torch.inference_mode():
@@ -59,7 +60,7 @@ def test_only_quantizes_one_layer(tiny):
 
 def test_keep_fp32_quantizes_the_rest(tiny):
     model, calibration, example = tiny
-    q = sensitivity.ptq_fx_layers(model, calibration, example, keep_fp32=["conv1"])
+    q = ptq.ptq_fx(model, calibration, example, keep_float=["conv1"])
     assert _quantized_names(q) == {"conv2", "fc"}
     assert type(q.conv1).__module__.startswith(("torch.nn", "torch.ao.nn.intrinsic.modules"))  # still float
 
@@ -67,9 +68,9 @@ def test_keep_fp32_quantizes_the_rest(tiny):
 def test_bad_layer_names_are_explained(tiny):
     model, calibration, example = tiny
     with pytest.raises(ValueError, match="not conv/linear layers.*choose from"):
-        sensitivity.ptq_fx_layers(model, calibration, example, only=["conv9"])
+        ptq.ptq_fx(model, calibration, example, only=["conv9"])
     with pytest.raises(ValueError, match="not both"):
-        sensitivity.ptq_fx_layers(model, calibration, example, only=["conv1"], keep_fp32=["fc"])
+        ptq.ptq_fx(model, calibration, example, only=["conv1"], keep_float=["fc"])
     with pytest.raises(ValueError, match="not conv/linear"):
         sensitivity.layer_sensitivity(model, calibration, torch.randn(4, 1, 8, 8), layers=["relu1"])
 
@@ -80,7 +81,7 @@ def test_ranking_finds_the_layer_made_fragile(tiny):
     with torch.no_grad():
         model.conv2.weight[0, 0, 0, 0] = 40.0 * model.conv2.weight.abs().max()
     x, labels = torch.randn(64, 1, 8, 8), torch.randint(0, 4, (64,))
-    ranking = sensitivity.layer_sensitivity(model, calibration, x, labels, per_channel=False)
+    ranking = sensitivity.layer_sensitivity(model, calibration, x, labels, granularity=PerTensor())
     assert [r.layer for r in ranking][0] == "conv2"
     assert sorted(r.layer for r in ranking) == ["conv1", "conv2", "fc"]
     assert all(0 <= r.agreement <= 1 and 0 <= r.accuracy <= 1 for r in ranking)
@@ -90,7 +91,7 @@ def test_ranking_finds_the_layer_made_fragile(tiny):
 
 
 def test_calibration_sweep_equals_calibrating_from_scratch(tiny):
-    from qhelpers import flows
+    from qhelpers import ptq as flows
     from qhelpers.models import FUSE_PATTERNS, QuantReadyCNN, SimpleCNN
 
     torch.manual_seed(0)
@@ -100,7 +101,7 @@ def test_calibration_sweep_equals_calibrating_from_scratch(tiny):
     sweep = sensitivity.calibration_sweep(ready, batches, [1, 3], loader, fuse=FUSE_PATTERNS)
     assert list(sweep) == [1, 3]
     for n, acc in sweep.items():
-        q = flows.ptq_eager(ready, batches[:n], fuse=FUSE_PATTERNS)
+        q = ptq.ptq_eager(ready, batches[:n], fuse=FUSE_PATTERNS)
         assert acc == qhelpers.train.evaluate(q, loader).accuracy
     with pytest.raises(ValueError, match="must lie between"):
         sensitivity.calibration_sweep(ready, batches, [8], loader, fuse=FUSE_PATTERNS)

@@ -362,3 +362,55 @@ def test_a_failed_save_keeps_the_trained_model_and_leaves_nothing(tmp_path, caps
     assert cached is False and len(hist.train_loss) == 1
     assert "could not save the checkpoint" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cached_takes_any_trainer_and_history(tmp_path):
+    """The checkpoint cache behind every zoo model: a model with its own trainer (say, N iterations on text) plugs in."""
+    import functools
+    from dataclasses import dataclass, field
+
+    from qhelpers.train import cached
+
+    @dataclass
+    class Steps:
+        loss: list[float] = field(default_factory=list)
+
+    calls = []
+
+    def train_steps(model):
+        calls.append(1)
+        with torch.no_grad():
+            model.weight.fill_(0.5)
+        return Steps([1.0, 0.5])
+
+    config = TrainConfig(model="tiny_lm", dataset="tiny-text", epochs=1, lr=0.1, extra=(("iters", 2),))
+    build = functools.partial(nn.Linear, 2, 2)
+    model, hist, hit = cached(build, config, train_steps, cache_dir=tmp_path, history_type=Steps)
+    assert not hit and hist == Steps([1.0, 0.5]) and calls == [1]
+    again, hist2, hit2 = cached(build, config, train_steps, cache_dir=tmp_path, history_type=Steps)
+    assert hit2 and hist2 == hist and calls == [1] and torch.equal(again.weight, model.weight)
+    assert [p.name.split("-")[:2] for p in tmp_path.glob("*.pt")] == [["tiny_lm", "tiny"]]
+    with pytest.raises(TypeError, match="train_fn must be a function"):
+        cached(build, config, None, cache_dir=tmp_path)
+
+
+def test_fit_clips_the_gradient_norm_when_asked():
+    """With max_grad_norm tiny the weights barely move; without, they do.
+
+    One-cycle also cycles SGD's momentum (up to 0.95), so a step moves the weights by at most
+    lr x max_grad_norm / (1 - 0.95).
+    """
+    def moved(max_grad_norm):
+        torch.manual_seed(0)
+        model = _mlp()
+        before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+        data = _loaders()
+        fit(model, data.train, None, epochs=1, lr=0.1, momentum=0.0, seed=0, max_grad_norm=max_grad_norm)
+        return float((torch.cat([p.detach().flatten() for p in model.parameters()]) - before).norm())
+
+    n_steps = len(_loaders().train)
+    assert moved(1e-6) <= n_steps * 0.1 * 1e-6 / (1 - 0.95)
+    assert moved(None) > 1e-3
+    for bad, exc in ((0.0, ValueError), (-1.0, ValueError), (float("nan"), ValueError), ("1", TypeError)):
+        with pytest.raises(exc, match="max_grad_norm"):
+            fit(_mlp(), _loaders().train, None, epochs=1, max_grad_norm=bad)

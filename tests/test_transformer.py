@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from qhelpers.transformer import GPT, GPTConfig, block_linears, eval_windows, fit_lm, generate, lm_loss
+from qhelpers.train import fit_lm
+from qhelpers.transformer import GPT, GPTConfig, block_linears, eval_windows, generate, lm_loss
 
 TINY = GPTConfig(vocab_size=11, block_size=16, n_layer=2, n_head=2, n_embd=32)
 
@@ -66,14 +67,12 @@ def test_eval_windows_are_evenly_spaced_and_shifted_by_one():
 def test_fit_lm_learns_a_repeating_text_and_is_repeatable():
     text = torch.tensor([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10] * 40)
     small = GPTConfig(vocab_size=11, block_size=16, n_layer=1, n_head=2, n_embd=16)
-    silent = lambda **kw: __import__("tqdm").tqdm(disable=True, **kw)  # noqa: E731
     windows = eval_windows(text, 16, 4)
     runs = []
     for iters in (40, 40):
         torch.manual_seed(0)
         model = GPT(small)
-        hist = fit_lm(model, text, windows, iters=iters, batch_size=4, lr=1e-2, warmup=4, eval_every=20, seed=0,
-                      progress=silent)
+        hist = fit_lm(model, text, windows, iters=iters, batch_size=4, lr=1e-2, warmup=4, eval_every=20, seed=0)
         runs.append(hist.val_loss)
     assert runs[0] == runs[1]
     assert runs[0][-1] < 0.5 * math.log(11)  # the sequence is deterministic after the first character

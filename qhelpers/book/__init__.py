@@ -1,23 +1,24 @@
-"""The book: ``book.yml`` and the command line that runs, sweeps and reports the course's chapters.
+"""The book: ``book.yml`` and the command line that runs, sweeps and renders the course's chapters.
 
 ``python -m qhelpers.book run [--profile P] [--only ID ...] [-p name=value ...]``
-executes the chapters with papermill into ``build/<profile>/``;
-``python -m qhelpers.book --help`` lists the other commands (sweep, report,
-execute-in-place, check, list, stanza). The parameter checks for a notebook's
-validation cell (``check_choice``, ``check_range``, ``check_type``) are
-re-exported here from :mod:`qhelpers.params`.
+executes the chapters with papermill into ``build/<profile>/`` and renders them
+as a book (``build/<profile>/book/index.html``, see :mod:`qhelpers.book.site`);
+``python -m qhelpers.book --help`` lists the other commands (sweep, html,
+execute-in-place, check, list, stanza, lab). :func:`check_parameters` is a
+notebook's validation cell: it checks the parameters with book.yml's rules.
 """
 
-from ..params import check_choice, check_range, check_type
-from .manifest import FULL, Book, BookError, Chapter, Parameter, Rule, find_book, load_book, notebook_parameters, stanza
+from .manifest import (
+    FULL, Book, BookError, Chapter, Parameter, Rule, check_parameters, find_book, load_book, notebook_parameters, stanza,
+)
 from .kernel import Interrupted, NotebookFailed
 from .runner import execute_all_in_place, plan, run
 from .sweep import sweep
-from .report import write_report
+from .site import build_book
 
 __all__ = [
-    "check_choice", "check_range", "check_type",
+    "check_parameters",
     "FULL", "Book", "BookError", "Chapter", "Parameter", "Rule", "NotebookFailed", "Interrupted",
     "find_book", "load_book", "notebook_parameters", "stanza",
-    "plan", "run", "sweep", "write_report", "execute_all_in_place",
+    "plan", "run", "sweep", "build_book", "execute_all_in_place",
 ]

@@ -1,8 +1,9 @@
-"""Command line of the book: ``python -m qhelpers.book {run,sweep,report,execute-in-place,check,list,stanza}``."""
+"""Command line of the book: ``python -m qhelpers.book {run,sweep,html,lab,execute-in-place,check,list,stanza}``."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import signal
 import sys
@@ -10,12 +11,14 @@ from pathlib import Path
 from typing import NoReturn
 
 from .kernel import NotebookFailed, sigterm_interrupts
-from .manifest import FULL, BookError, did_you_mean, find_book, load_book, parse_assignments, stanza
+from .manifest import FULL, Book, BookError, did_you_mean, find_book, load_book, parse_assignments, stanza
 
 EPILOG = """examples:
   python -m qhelpers.book run --profile smoke
   python -m qhelpers.book run --only mnist-cnn -p bits=4 -p dataset=fashion-mnist
   python -m qhelpers.book sweep mnist-cnn -p bits=2,3,4,6,8 --profile smoke
+  python -m qhelpers.book html --committed      # the book from the committed notebooks, without running them
+  python -m qhelpers.book lab                   # JupyterLab on notebooks/, with the course's kernel
   python -m qhelpers.book execute-in-place notebooks/01_concepts.ipynb
 """
 
@@ -45,13 +48,13 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--out", type=Path, help="build folder (default: build/ next to book.yml)")
         p.add_argument("--no-progress", action="store_true", help="no per-cell progress bar")
 
-    r = sub.add_parser("run", help="execute chapters in order into build/<profile>/ and write the report")
+    r = sub.add_parser("run", help="execute chapters in order into build/<profile>/ and build the book")
     common(r)
     r.add_argument("--only", nargs="+", default=[], metavar="ID", help="run only these chapter ids (still in book order)")
     r.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
                    help="override a parameter in every chapter that has it; CHAPTER.NAME=VALUE for one chapter")
     r.add_argument("--log-output", action="store_true", help="stream the notebooks' output to this terminal")
-    r.add_argument("--no-report", action="store_true", help="skip writing index.html")
+    r.add_argument("--no-html", action="store_true", help="do not build the book (build/<profile>/book/)")
 
     s = sub.add_parser("sweep", help="run one chapter over a grid of parameter values; table and plot of the results")
     common(s)
@@ -59,9 +62,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("-p", "--param", action="append", default=[], metavar="NAME=V1,V2,...", help="values of a swept parameter (repeat for a grid)")
     s.add_argument("--keep-going", action="store_true", help="run the remaining points after a failure")
 
-    rep = sub.add_parser("report", help="rewrite build/<profile>/index.html from the last run")
-    rep.add_argument("--profile", default=FULL)
-    rep.add_argument("--out", type=Path)
+    h = sub.add_parser("html", help="build the book (build/<profile>/book/index.html) from the last run, or from the committed notebooks")
+    h.add_argument("--profile", default=FULL)
+    h.add_argument("--out", type=Path)
+    h.add_argument("--committed", action="store_true", help="render the committed notebooks into build/committed/book/ (nothing is run)")
+
+    lab = sub.add_parser("lab", help="open the course's notebooks in JupyterLab with the course's kernel (this Python)")
+    lab.add_argument("jupyter_args", nargs="*", metavar="...", help="passed on to `jupyter lab` (e.g. --no-browser --port=8890)")
 
     e = sub.add_parser("execute-in-place", help="re-execute committed notebooks in place with their defaults (to commit the outputs)")
     e.add_argument("notebooks", nargs="*", type=Path, help="default: every notebook of notebooks/, in book order")
@@ -85,7 +92,12 @@ def _stanza_root(book: Path | None) -> Path | None:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = _parser().parse_args(argv)
+        parser = _parser()
+        args, unknown = parser.parse_known_args(argv)
+        if args.command == "lab":  # everything after `lab` is jupyter's
+            args.jupyter_args = [*args.jupyter_args, *unknown]
+        elif unknown:
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     except _UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -110,20 +122,50 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def _notebooks_to_check(args: argparse.Namespace) -> bool | list[str]:
+    """Which chapters' notebooks ``load_book`` checks against book.yml: those a command executes or renders.
+
+    ``run --only`` and ``sweep`` check just their chapters (the others may be work in progress); ``list``,
+    ``html`` of a run (its executed copies are what it renders) and ``execute-in-place`` of given notebooks
+    need only the table of contents.
+    """
+    if args.command == "lab":
+        return False
+    if args.command == "run" and args.only:
+        return list(args.only)
+    if args.command == "sweep":
+        return [args.chapter]
+    if args.command == "list" or args.command == "html" and not args.committed or args.command == "execute-in-place" and args.notebooks:
+        return False
+    return True
+
+
+def lab_command(book: Book, extra: list[str] = ()) -> list[str]:
+    """The ``jupyter lab`` command line of :func:`_lab`: the notebooks' folder, only the course's kernel."""
+    folders = sorted({c.notebook.parent.resolve() for c in book.chapters})
+    return [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={folders[0] if len(folders) == 1 else book.root}",
+            "--ServerApp.kernel_spec_manager_class=qhelpers.book.kernel.CourseKernelSpecManager",
+            *(["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []), *extra]  # containers and CI run as root
+
+
+def _lab(book: Book, extra: list[str]) -> int:
+    """Replace this process by JupyterLab (so that Ctrl-C and a kill reach the server itself)."""
+    cmd = lab_command(book, [a for a in extra if a != "--"])
+    print(f"starting JupyterLab on {cmd[4].split('=', 1)[1]} (Ctrl-C twice stops it)", flush=True)
+    os.execv(cmd[0], cmd)
+    return 0  # not reached
+
+
 def _command(args: argparse.Namespace) -> int:
     if args.command == "stanza":
         print(stanza(args.notebook, args.id, root=_stanza_root(args.book)), end="")
         return 0
-    # `run --only` / `sweep` check just the notebooks they execute (the others may be work in progress).
-    # `report`, `list` and `execute-in-place` of given notebooks only need the table of contents.
-    selected = (args.only if args.command == "run" and args.only else [args.chapter] if args.command == "sweep"
-                else False if args.command in ("report", "list") or args.command == "execute-in-place" and args.notebooks else True)
-    book = load_book(args.book, check_notebooks=selected)
+    book = load_book(args.book, check_notebooks=_notebooks_to_check(args))
     if args.command == "check":
         print(f"{book.path}: {len(book.chapters)} chapters, profiles {', '.join(book.profiles)}: OK")
     elif args.command == "list":
         for c in book.chapters:
-            print(f"{c.id}: {c.title}  [{c.notebook.relative_to(book.root)}]\n  {c.summary}")
+            print(f"{c.id}: {c.title}  [{c.notebook.relative_to(book.root)}]\n  {c.summary}" + (f"\n  {c.summary_zh}" if c.summary_zh else ""))
             for p in c.parameters.values():
                 print(f"    {p.describe()}")
             for prof, values in c.profiles.items():
@@ -132,17 +174,18 @@ def _command(args: argparse.Namespace) -> int:
         from .runner import run
 
         run(book, args.profile, args.only, parse_assignments(args.param), out=args.out,
-            progress=not args.no_progress, log_output=args.log_output, report=not args.no_report)
+            progress=not args.no_progress, log_output=args.log_output, html=not args.no_html)
     elif args.command == "sweep":
         from .sweep import sweep
 
         sweep(book, args.chapter, parse_assignments(args.param, lists=True), profile=args.profile, out=args.out,
               progress=not args.no_progress, keep_going=args.keep_going)
-    elif args.command == "report":
-        from .report import write_report
+    elif args.command == "html":
+        from .site import build_book
 
-        book.check_profile(args.profile)
-        print(write_report(book, args.profile, out=args.out))
+        print(build_book(book, args.profile, out=args.out, committed=args.committed))
+    elif args.command == "lab":
+        return _lab(book, args.jupyter_args)
     elif args.command == "execute-in-place":
         from .runner import execute_all_in_place
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from .manifest import Book, BookError
 
-__all__ = ["build_dir", "write_text", "write_json", "read_json"]
+__all__ = ["build_dir", "write_text", "write_json", "read_json", "update_json"]
 
 
 def _umask() -> int:
@@ -60,6 +60,13 @@ def read_json(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise BookError(f"{path} does not hold a JSON object; delete it and run again")
     return data
+
+
+def update_json(path: Path, name: str, value: Any, key: str | None = None) -> None:
+    """Set ``data[name]`` (or ``data[key][name]``) of the JSON object in ``path``; written atomically."""
+    data = read_json(path)
+    (data.setdefault(key, {}) if key else data)[name] = value
+    write_json(path, data)
 
 
 def build_dir(book: Book, *parts: str, out: Path | str | None = None, create: bool = True) -> Path:

@@ -23,7 +23,7 @@ from traitlets import default
 from .files import write_text
 from .manifest import BookError, read_notebook
 
-__all__ = ["CurrentEnvKernelManager", "NotebookFailed", "Interrupted", "execute_papermill", "execute_in_place", "environ",
+__all__ = ["CourseKernelSpecManager", "CurrentEnvKernelManager", "NotebookFailed", "Interrupted", "execute_papermill", "execute_in_place", "environ",
            "sigterm_interrupts"]
 
 KERNEL_NAME = "python3"
@@ -33,11 +33,23 @@ T = TypeVar("T")
 _KERNELS: "weakref.WeakSet[CurrentEnvKernelManager]" = weakref.WeakSet()
 
 
-class _CurrentEnvSpecs(KernelSpecManager):
-    """Every kernel name resolves to ipykernel running on ``sys.executable``."""
+class CourseKernelSpecManager(KernelSpecManager):
+    """One kernel, ``python3``: ipykernel on ``sys.executable``, whatever kernelspecs are installed; every name resolves to it.
+
+    The runner's kernels use it, and so does JupyterLab under ``python -m qhelpers.book lab``
+    (``--ServerApp.kernel_spec_manager_class``), so a learner's notebook runs in the course's environment.
+    """
 
     def get_kernel_spec(self, kernel_name: str):  # noqa: D102
-        return self.kernel_spec_class(resource_dir=ipykernel.kernelspec.RESOURCES, **ipykernel.kernelspec.get_kernel_dict())
+        spec = ipykernel.kernelspec.get_kernel_dict()
+        spec["display_name"] = "Python 3 (qcourse)"
+        return self.kernel_spec_class(resource_dir=ipykernel.kernelspec.RESOURCES, **spec)
+
+    def find_kernel_specs(self) -> dict[str, str]:  # noqa: D102
+        return {KERNEL_NAME: ipykernel.kernelspec.RESOURCES}
+
+    def get_all_specs(self) -> dict[str, Any]:  # noqa: D102
+        return {KERNEL_NAME: {"resource_dir": ipykernel.kernelspec.RESOURCES, "spec": self.get_kernel_spec(KERNEL_NAME).to_dict()}}
 
 
 class CurrentEnvKernelManager(KernelManager):
@@ -45,7 +57,7 @@ class CurrentEnvKernelManager(KernelManager):
 
     @default("kernel_spec_manager")
     def _default_specs(self) -> KernelSpecManager:
-        return _CurrentEnvSpecs(data_dir=self.data_dir)
+        return CourseKernelSpecManager(data_dir=self.data_dir)
 
     @default("transport_encryption")
     def _default_encryption(self) -> str:

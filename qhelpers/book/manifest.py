@@ -28,6 +28,12 @@ Schema (all keys required unless marked optional)::
 
 ``load_book`` checks all of it against the notebooks and raises one
 ``BookError`` listing every problem with what to do about it.
+
+book.yml is the one declaration of each parameter: the command line checks
+``-p`` values with :meth:`Parameter.problem`, and a notebook checks its own
+parameters with the same rules in one call, right after its parameters cell::
+
+    qhelpers.book.check_parameters("mnist-cnn", globals())
 """
 
 from __future__ import annotations
@@ -47,8 +53,8 @@ import nbformat
 import yaml
 
 __all__ = [
-    "BookError", "Parameter", "Rule", "Chapter", "Book", "load_book", "find_book", "read_notebook",
-    "notebook_parameters", "parse_value", "parse_assignments", "stanza", "did_you_mean", "FULL", "TYPES",
+    "BookError", "Parameter", "Rule", "Chapter", "Book", "load_book", "find_book",
+    "notebook_parameters", "parse_value", "parse_assignments", "stanza", "check_parameters", "FULL",
 ]
 
 FULL = "full"
@@ -163,6 +169,8 @@ class Chapter:
     parameters: dict[str, Parameter] = field(default_factory=dict)
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
     requires: tuple[Rule, ...] = ()
+    summary_zh: str = ""  # the summary in Chinese, shown in the book beside `summary`
+    headline: dict[str, Any] = field(default_factory=dict)  # the results dashboard's table (checked by dashboard.py)
 
     def values(self, profile: str = FULL, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The parameter values of a run: the overrides of ``profile``, then ``overrides`` (only non-defaults)."""
@@ -458,9 +466,12 @@ def _chapter(book_dir: Path, i: int, raw: Any, profiles: Mapping[str, str], prob
     missing = [k for k in ("title", "notebook", "summary") if not raw.get(k)]
     if missing:
         problems.append(f"{where}: missing {', '.join(missing)}")
-    unknown = set(raw) - {"id", "title", "notebook", "summary", "parameters", "profiles", "requires"}
+    unknown = set(raw) - {"id", "title", "notebook", "summary", "summary_zh", "headline", "parameters", "profiles", "requires"}
     if unknown:
-        problems.append(f"{where}: unknown keys {sorted(map(str, unknown))}; allowed: id, title, notebook, summary, parameters, profiles, requires")
+        problems.append(f"{where}: unknown keys {sorted(map(str, unknown))}; allowed: id, title, notebook, summary, summary_zh, headline, parameters, profiles, requires")
+    for key, kind in (("summary_zh", str), ("headline", dict)):
+        if key in raw and not isinstance(raw[key], kind):
+            problems.append(f"{where}: {key} must be a {'string' if kind is str else 'mapping'}")
     params = {}
     raw_params = raw.get("parameters") or {}
     if not isinstance(raw_params, dict):
@@ -515,7 +526,9 @@ def _chapter(book_dir: Path, i: int, raw: Any, profiles: Mapping[str, str], prob
                 problems.append(f"{where}: profile {prof}: {bad}")
         chapter_profiles[prof] = dict(values)
     chapter = Chapter(id=cid, title=str(raw.get("title", "")), notebook=notebook, summary=str(raw.get("summary", "")),
-                      parameters=params, profiles=chapter_profiles, requires=_rules(where, raw.get("requires"), params, problems))
+                      parameters=params, profiles=chapter_profiles, requires=_rules(where, raw.get("requires"), params, problems),
+                      summary_zh=raw["summary_zh"] if isinstance(raw.get("summary_zh"), str) else "",
+                      headline=raw["headline"] if isinstance(raw.get("headline"), dict) else {})
     for prof in dict.fromkeys([FULL, *chapter_profiles]):
         problems.extend(f"{where}: profile {prof}: {p}" for p in chapter.rule_problems(prof))
     return chapter
@@ -633,3 +646,37 @@ def stanza(notebook: Path | str, chapter_id: str = "", root: Path | str | None =
         "parameters": params, "profiles": {"smoke": {}},
     }
     return yaml.safe_dump([entry], sort_keys=False, allow_unicode=True, width=1000)
+
+
+_HOW = "set it in the parameters cell, or pass e.g. `-p {name}=...` to `python -m qhelpers.book run`"
+
+
+def _course_book() -> Path:
+    """The book.yml of the course this package belongs to, else the nearest one from the working directory."""
+    beside = Path(__file__).resolve().parents[2] / "book.yml"
+    return beside if beside.is_file() else find_book()
+
+
+def check_parameters(chapter_id: str, namespace: Mapping[str, Any], *, book: Path | str | None = None) -> None:
+    """Check a notebook's parameters with book.yml's rules: type, range, choices, and the chapter's ``requires:``.
+
+    Call it right after the ``parameters`` cell with ``globals()``. A bad value
+    raises a ``ValueError`` saying what was wrong and what to do; nothing is
+    returned. ``book`` defaults to the course's book.yml.
+    """
+    if not isinstance(namespace, Mapping):
+        raise TypeError(f"namespace must be the notebook's globals(), not {type(namespace).__name__}")
+    chapter = load_book(book if book is not None else _course_book(), check_notebooks=False).chapter(chapter_id)
+    values = {}
+    for name, parameter in chapter.parameters.items():
+        if name not in namespace:
+            raise ValueError(f"parameter {name} is not defined: book.yml declares it for chapter {chapter_id!r}, so the "
+                             "notebook's parameters cell must set it")
+        problem = parameter.problem(namespace[name])
+        if problem:
+            raise ValueError(f"parameter {problem}; " + _HOW.format(name=name))
+        values[name] = namespace[name]
+    for rule in chapter.requires:
+        problem = rule.problem(values)
+        if problem:
+            raise ValueError(f"parameters: {problem}")

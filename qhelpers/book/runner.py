@@ -5,8 +5,8 @@ Layout of a run::
     build/<profile>/<notebook>.ipynb        executed copies (partial on failure)
     build/<profile>/results/<chapter>.json  what each chapter's ``qhelpers.record`` calls saved
     build/<profile>/results.json            {chapter_id: {name: value}}
-    build/<profile>/run.json                parameters, status and wall time of each chapter
-    build/<profile>/index.html              the report (see ``report.py``)
+    build/<profile>/run.json                the run's environment; parameters, status and wall time of each chapter
+    build/<profile>/book/index.html         the book (see ``site.py``)
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from ..record import RESULTS_ENV, read_results
-from .files import build_dir, read_json, write_json
+from .files import build_dir, read_json, update_json, write_json
 from .kernel import Interrupted, NotebookFailed, execute_in_place, execute_papermill
 from .manifest import FULL, Book, BookError, Chapter, did_you_mean
 
-__all__ = ["plan", "run", "execute_all_in_place", "build_dir", "resolve_overrides"]
+__all__ = ["plan", "run", "execute_all_in_place", "resolve_overrides"]
 
 
 def resolve_overrides(chapters: Sequence[Chapter], raw: Mapping[str, str]) -> dict[str, dict[str, Any]]:
@@ -75,29 +75,24 @@ def plan(book: Book, profile: str = FULL, only: Iterable[str] = (), params: Mapp
     return [(c, c.values(profile, overrides[c.id])) for c in chapters]
 
 
-def _update_json(path: Path, chapter: str, value: Any, key: str | None = None) -> None:
-    """Set ``data[chapter]`` (or ``data[key][chapter]``) of the JSON object in ``path``, written atomically."""
-    data = read_json(path)
-    (data.setdefault(key, {}) if key else data)[chapter] = value
-    write_json(path, data)
-
-
 def _say(msg: str) -> None:
     print(msg, flush=True)
 
 
 def run(
     book: Book, profile: str = FULL, only: Iterable[str] = (), params: Mapping[str, str] | None = None, *,
-    out: Path | None = None, progress: bool = True, log_output: bool = False, report: bool = True,
+    out: Path | None = None, progress: bool = True, log_output: bool = False, html: bool = True, environment: bool = True,
 ) -> dict[str, dict[str, Any]]:
     """Execute the selected chapters in order; returns ``{chapter_id: {name: value}}`` of this run.
 
     Each chapter is marked ``running`` in run.json (its old results and executed
     notebook removed) before its kernel starts, then ``ok``, ``failed`` or
-    ``interrupted``: no report shows an earlier run's status beside a new notebook.
-    Stops at the first failing chapter with :class:`NotebookFailed`, or on Ctrl-C
-    with :class:`Interrupted` (after writing results, run.json and the report for
-    what did run).
+    ``interrupted``: no book shows an earlier run's status beside a new notebook.
+    With ``environment`` the machine (CPU, kernels' ISA, threads, versions) is
+    measured first and kept in run.json for the dashboard; with ``html`` the book is
+    built at the end. Stops at the first failing chapter with :class:`NotebookFailed`,
+    or on Ctrl-C with :class:`Interrupted` (after writing results, run.json and the
+    book for what did run).
     """
     todo = plan(book, profile, only, params)
     outdir = build_dir(book, profile, out=out)
@@ -106,6 +101,11 @@ def run(
     state = read_json(run_file)
     state.update(title=book.title, profile=profile, book=str(book.path))
     state.setdefault("chapters", {})
+    if environment:
+        from .environment import capture
+
+        _say("measuring this machine (CPU, INT8 kernels, versions) for the results dashboard")
+        state["environment"] = capture()
     write_json(run_file, state)
     read_json(results_file)  # a corrupt file is reported now, not after the first chapter
     collected: dict[str, dict[str, Any]] = {}
@@ -120,8 +120,8 @@ def run(
             "notebook": ch.notebook.name, "parameters": ch.effective(profile, values), "overrides": values,
             "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "status": "running",
         }
-        _update_json(run_file, ch.id, status, key="chapters")
-        _update_json(results_file, ch.id, {})
+        update_json(run_file, ch.id, status, key="chapters")
+        update_json(results_file, ch.id, {})
         chapter_results.unlink(missing_ok=True)
         output.unlink(missing_ok=True)
         began = time.perf_counter()
@@ -143,19 +143,25 @@ def run(
         if failure:
             status["seconds"] = round(time.perf_counter() - began, 1)
         collected[ch.id] = read_results(chapter_results)
-        _update_json(results_file, ch.id, collected[ch.id])
-        _update_json(run_file, ch.id, status, key="chapters")
+        update_json(results_file, ch.id, collected[ch.id])
+        update_json(run_file, ch.id, status, key="chapters")
         if failure:
             break
     _say(f"{len(collected)} chapter(s) in {time.perf_counter() - total:.1f} s; results in {results_file}")
-    if report:
-        from .report import write_report
+    if html:
+        from .site import BOOK, build_book
 
+        began = time.perf_counter()
         try:
-            _say(f"report: {write_report(book, profile, out=out)}")
+            _say(f"book: {build_book(book, profile, out=out)} ({time.perf_counter() - began:.1f} s)")
         except KeyboardInterrupt as exc:
-            (outdir / "index.html").unlink(missing_ok=True)  # better no report than a stale one
-            failure = failure if isinstance(failure, Interrupted) else Interrupted.wrap(exc, f"the report was not written; `report --profile {profile}` writes it")
+            import shutil
+
+            shutil.rmtree(outdir / BOOK, ignore_errors=True)  # better no book than a stale one
+            failure = failure if isinstance(failure, Interrupted) else Interrupted.wrap(
+                exc, f"the book was not built; `python -m qhelpers.book html --profile {profile}` builds it")
+        except BookError as exc:
+            failure = failure or exc
     if failure:
         raise failure
     return collected

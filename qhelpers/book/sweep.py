@@ -4,16 +4,13 @@ Layout under ``build/sweeps/<chapter>/`` (``<--out>/sweeps/<chapter>/``)::
 
     <notebook stem>__bits=2.ipynb ...   one executed notebook per grid point
     results/<point>.json                what each point recorded
-    results.csv, results.md             one row per point: its parameters, then the recorded numbers
+    results.csv                         one row per point: its parameters, status, then the recorded numbers
     results.png                         each recorded number against the first swept parameter
-    results.html                        table and plot on one page
 """
 
 from __future__ import annotations
 
-import html
 import itertools
-import json
 import re
 import time
 from pathlib import Path
@@ -77,17 +74,12 @@ def flatten(results: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def write_table(rows: list[dict[str, Any]], folder: Path, swept: Sequence[str]):
-    """``results.csv`` and ``results.md`` of the sweep; returns the pandas DataFrame."""
+def write_table(rows: list[dict[str, Any]], folder: Path):
+    """``results.csv`` of the sweep; returns the pandas DataFrame."""
     import pandas as pd
 
     table = pd.DataFrame(rows)
     write_text(folder / "results.csv", table.to_csv(index=False))
-    def cell(v: Any) -> str:
-        return "" if v is None or (isinstance(v, float) and v != v) else f"{v:.4g}" if isinstance(v, float) else str(v)
-    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
-    write_text(folder / "results.md", "\n".join(lines) + "\n")
     return table
 
 
@@ -178,21 +170,11 @@ def sweep(
         rows.append(row)
         if stopped or failures and not keep_going:
             break
-    table = write_table(rows, folder, swept)
+    table = write_table(rows, folder)
     fig = plot_sweep(table.drop(columns=["seconds"], errors="ignore"), swept, title=f"{chapter.id}: sweep over {', '.join(swept)}")
-    img = ""
     (folder / "results.png").unlink(missing_ok=True)
     if fig is not None:
         fig.savefig(folder / "results.png", dpi=110)
-        img = "<img src=\"results.png\" alt=\"recorded values across the grid\">"
-    from .report import page
-
-    write_text(folder / "results.html", page(
-        f"{chapter.id} sweep",
-        f"<h1>{html.escape(chapter.title)}: sweep</h1><p>chapter <code>{html.escape(chapter.id)}</code>, profile <b>{html.escape(profile)}</b>, "
-        f"grid {html.escape(json.dumps({k: [str(v) for v in vs] for k, vs in grid.items()}))}</p>"
-        + table.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="") + img,
-    ))
     print(f"{len(rows)} point(s) in {time.perf_counter() - start:.1f} s; table {folder / 'results.csv'}, plot {folder / 'results.png'}", flush=True)
     if stopped:
         raise stopped

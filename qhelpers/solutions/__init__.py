@@ -1,5 +1,5 @@
-"""Reference solutions of the chapters' exercises: read them after trying, they are not run by the notebooks.
+"""Reference solutions of the chapters' exercises, one module each, outside the executed notebooks.
 
-The unit tests run every checker against these (they must pass) and against
-known wrong answers (they must fail with the right hint).
+Not imported by the notebooks (they ship stubs); the unit tests run each checker of
+:mod:`qhelpers.exercises` against these and against known wrong answers.
 """

@@ -2,7 +2,9 @@ import pytest
 import torch
 
 from qhelpers import hardware
-from qhelpers.fakequant import FakeQuantizedModel, inserted_modules, module_types, ste_curve
+from qhelpers.bench import inserted_modules, module_types
+from qhelpers.qat import FakeQuantizedModel
+from qhelpers.quant import ste_curve
 
 
 def test_ste_curve_is_identity_gradient_inside_zero_outside():

@@ -1,10 +1,10 @@
-"""qhelpers.compile_cache: one torch.compile cache folder per instruction set."""
+"""hardware.separate_inductor_cache: one torch.compile cache folder per instruction set."""
 
 from __future__ import annotations
 
 import torch
 
-from qhelpers.compile_cache import separate_inductor_cache
+from qhelpers.hardware import separate_inductor_cache
 
 
 def test_each_capability_gets_its_own_folder_and_calls_do_not_nest(tmp_path, monkeypatch):

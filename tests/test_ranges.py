@@ -1,10 +1,8 @@
 import pytest
 import torch
 
-from qhelpers.calibration import (
-    METHODS,
+from qhelpers.ranges import (
     ClipRange,
-    calibrate_range,
     clip_sweep,
     error_breakdown,
     minmax_range,
@@ -87,8 +85,6 @@ def test_clip_sweep_has_an_interior_minimum(outliers):
 def test_bad_inputs_give_clear_errors():
     with pytest.raises(ValueError, match="percentile"):
         percentile_range(torch.randn(10), 30)
-    with pytest.raises(ValueError, match="unknown calibration method"):
-        calibrate_range(torch.randn(10), "kl")
     with pytest.raises(TypeError, match="floating-point"):
         minmax_range(torch.arange(10))
     with pytest.raises(ValueError, match="NaN"):
@@ -97,12 +93,12 @@ def test_bad_inputs_give_clear_errors():
         clip_sweep(torch.randn(10), [])
 
 
-def test_dispatch_and_str():
+def test_methods_and_str():
     x = torch.randn(100)
-    r = calibrate_range(x, "percentile", percentile=99.0)
+    r = percentile_range(x, 99.0)
     assert isinstance(r, ClipRange) and "percentile 99" in str(r)
-    assert calibrate_range(x, "minmax").method == "minmax"
-    assert calibrate_range(x, "mse", bits=4).method == "mse"
+    assert minmax_range(x).method == "minmax"
+    assert mse_range(x, bits=4).method == "mse"
 
 
 @pytest.mark.parametrize("seed", [0, 7, 18, 22])  # 7, 18, 22: float rounding put max|x| just past the half step
@@ -132,19 +128,16 @@ BAD_CALLS = [
     ("percentile-granularity-in-its-place", lambda: percentile_range(_X, PerChannel(0)), TypeError, r"percentile must be a number, got PerChannel"),
     ("percentile-nan", lambda: percentile_range(_X, float("nan")), ValueError, r"percentile=nan must be in \(50, 100\]"),
     ("percentile-101", lambda: percentile_range(_X, 101), ValueError, r"percentile=101 must be in \(50, 100\]"),
-    ("mse-candidates-float", lambda: mse_range(_X, num_candidates=1.5), TypeError, r"num_candidates must be an int, got float 1.5"),
-    ("mse-candidates-bool", lambda: mse_range(_X, num_candidates=True), TypeError, r"num_candidates must be an int, got bool"),
+    ("mse-candidates-float", lambda: mse_range(_X, num_candidates=1.5), TypeError, r"num_candidates=1.5 must be an int, not float"),
+    ("mse-candidates-bool", lambda: mse_range(_X, num_candidates=True), TypeError, r"num_candidates=True must be an int, not bool"),
     ("mse-candidates-zero", lambda: mse_range(_X, num_candidates=0), ValueError, r"num_candidates=0 must be at least 1"),
     ("mse-fraction-str", lambda: mse_range(_X, min_fraction="0.1"), TypeError, r"min_fraction must be a number, got str"),
     ("mse-fraction-nan", lambda: mse_range(_X, min_fraction=float("nan")), ValueError, r"min_fraction=nan must be in \(0, 1\]"),
-    ("mse-bits-bool", lambda: mse_range(_X, bits=True), TypeError, r"bits must be an int, got bool"),
+    ("mse-bits-bool", lambda: mse_range(_X, bits=True), TypeError, r"bits=True must be an int, not bool"),
     ("mse-bits-1", lambda: mse_range(_X, bits=1), ValueError, r"bits=1 is outside the supported range 2-16"),
     ("mse-mapping-str", lambda: mse_range(_X, mapping="sym"), TypeError, r"mapping must be MappingType"),
     ("mse-signed-str", lambda: mse_range(_X, signed="yes"), TypeError, r"signed must be True or False"),
     ("mse-range-too-wide", lambda: mse_range(torch.tensor([3e38, -3e38, 1.0])), ValueError, r"too wide for float32"),
-    ("dispatch-method-none", lambda: calibrate_range(_X, None), TypeError, r"method must be a str, one of \('minmax', 'percentile', 'mse'\); got NoneType"),
-    ("dispatch-wrong-kwarg", lambda: calibrate_range(_X, "minmax", bits=4), TypeError, r"calibrate_range\(method='minmax'\) does not take bits; it takes granularity"),
-    ("dispatch-typo-kwarg", lambda: calibrate_range(_X, "percentile", percentil=99), TypeError, r"does not take percentil; it takes percentile, granularity"),
     ("breakdown-qparams-none", lambda: error_breakdown(_X[0], None), TypeError, r"qparams must be a QParams"),
     ("breakdown-list", lambda: error_breakdown([1.0], _QP), TypeError, r"x must be a torch.Tensor"),
     ("breakdown-nan", lambda: error_breakdown(_NAN, _QP), ValueError, r"x holds 1 NaN/inf value\(s\)"),
@@ -184,7 +177,7 @@ def test_other_float_dtypes_calibrate_like_float32():
     """float16/bfloat16/float64 input: ranges taken in float32, as choose_qparams does (float16/bfloat16 widen exactly)."""
     for dtype in (torch.float16, torch.bfloat16, torch.float64):
         x = _X.to(dtype)
-        for method in METHODS:
-            r, ref = calibrate_range(x, method), calibrate_range(x.float(), method)
+        for method in (minmax_range, percentile_range, mse_range):
+            r, ref = method(x), method(x.float())
             assert torch.equal(r.min_val, ref.min_val) and torch.equal(r.max_val, ref.max_val)
         assert error_breakdown(x, choose_qparams(x, 4)) == error_breakdown(x.float(), choose_qparams(x, 4))

@@ -1,4 +1,8 @@
-"""Choosing the clipping range: min/max, percentile, or the range that minimizes the error.
+"""Clipping ranges: min/max, percentile, or the range that minimizes the quantization error.
+
+(Choosing a range is what PyTorch's observers do while *calibrating*: running
+batches through a prepared model, :func:`qhelpers.ptq.calibrate`. Here the
+ranges are computed directly on a tensor, to compare the rules.)
 
 Quantization error has two parts. Values inside the clipping range are
 *rounded* to the nearest grid level (error at most half a step); values
@@ -16,31 +20,29 @@ value per channel, as ``choose_qparams`` expects.
 
 from __future__ import annotations
 
-import inspect
 import math
 from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 
+from .checks import check_int, describe
 from .quant import (
     Granularity,
     MappingType,
     PerChannel,
     PerTensor,
     QParams,
-    _broadcast,
-    _check_int,
-    _check_mapping,
-    _check_order,
-    _check_qparams,
-    _check_real,
-    _float32,
-    _grid,
-    _kind,
-    _qparams_for_range,
-    _range_tensor,
-    _rows,
+    broadcast,
+    check_mapping,
+    check_order,
+    check_qparams,
+    check_real,
+    as_float32,
+    grid_codes,
+    qparams_for_range,
+    range_tensor,
+    rows_by_granularity,
     quant_range,
 )
 
@@ -49,15 +51,9 @@ __all__ = [
     "minmax_range",
     "percentile_range",
     "mse_range",
-    "calibrate_range",
-    "METHODS",
-    "ErrorBreakdown",
     "error_breakdown",
     "clip_sweep",
 ]
-
-METHODS = ("minmax", "percentile", "mse")
-
 
 @dataclass(frozen=True)
 class ClipRange:
@@ -71,16 +67,16 @@ class ClipRange:
         for name in ("min_val", "max_val"):
             value = getattr(self, name)
             if not isinstance(value, torch.Tensor):
-                raise TypeError(f"ClipRange.{name} must be a torch.Tensor, got {_kind(value)}; e.g. torch.tensor(-1.0)")
-            _range_tensor(f"ClipRange.{name}", value)
+                raise TypeError(f"ClipRange.{name} must be a torch.Tensor, got {describe(value)}; e.g. torch.tensor(-1.0)")
+            range_tensor(f"ClipRange.{name}", value)
         if self.min_val.shape != self.max_val.shape:
             raise ValueError(
                 f"ClipRange.min_val (shape {tuple(self.min_val.shape)}) and max_val "
                 f"(shape {tuple(self.max_val.shape)}) must have the same shape: one range per scale"
             )
-        _check_order(self.min_val.float(), self.max_val.float())
+        check_order(self.min_val.float(), self.max_val.float())
         if not isinstance(self.method, str):
-            raise TypeError(f"ClipRange.method must be a str naming how the range was chosen, got {_kind(self.method)}")
+            raise TypeError(f"ClipRange.method must be a str naming how the range was chosen, got {describe(self.method)}")
 
     def as_kwargs(self) -> dict[str, torch.Tensor]:
         """``{'min_val': ..., 'max_val': ...}`` for :func:`qhelpers.quant.choose_qparams`."""
@@ -94,7 +90,7 @@ class ClipRange:
 
 def minmax_range(x: torch.Tensor, granularity: Granularity = PerTensor()) -> ClipRange:
     """The full range ``[min(x), max(x)]``: no clipping at all (what ``MinMaxObserver`` uses)."""
-    rows, shape = _rows(x, granularity)
+    rows, shape = rows_by_granularity(x, granularity)
     lo, hi = torch.aminmax(rows, dim=1)
     return ClipRange(lo.reshape(shape), hi.reshape(shape), "minmax")
 
@@ -104,9 +100,9 @@ def percentile_range(x: torch.Tensor, percentile: float = 99.99, granularity: Gr
 
     ``percentile=99.9`` keeps ``[q_0.1%, q_99.9%]``; ``100`` is the same as min/max.
     """
-    if not 50.0 < _check_real("percentile", percentile) <= 100.0:
+    if not 50.0 < check_real("percentile", percentile) <= 100.0:
         raise ValueError(f"percentile={percentile} must be in (50, 100], e.g. 99.9 or 99.99")
-    rows, shape = _rows(x, granularity)
+    rows, shape = rows_by_granularity(x, granularity)
     n = rows.shape[1]
     # kthvalue instead of torch.quantile: no size limit, and exactly an element of x.
     k_hi = max(1, min(n, int(round(percentile / 100.0 * (n - 1))) + 1))
@@ -133,39 +129,22 @@ def mse_range(
     the result is never worse than :func:`minmax_range`. Per channel, each
     channel gets its own best ``f``.
     """
-    if _check_int("num_candidates", num_candidates, "; e.g. 100") < 1:
-        raise ValueError(f"num_candidates={num_candidates} must be at least 1, e.g. 100")
-    if not 0.0 < _check_real("min_fraction", min_fraction) <= 1.0:
+    check_int("num_candidates", num_candidates, 1, hint="; e.g. 100")
+    if not 0.0 < check_real("min_fraction", min_fraction) <= 1.0:
         raise ValueError(f"min_fraction={min_fraction} must be in (0, 1], e.g. 0.01")
     quant_range(bits, signed)
-    _check_mapping(mapping)
-    rows, shape = _rows(x, granularity)
+    check_mapping(mapping)
+    rows, shape = rows_by_granularity(x, granularity)
     lo, hi = torch.aminmax(rows, dim=1)
     best_err = torch.full_like(lo, float("inf"), dtype=torch.float64)
     best_f = torch.ones_like(lo)
     for f in torch.linspace(min_fraction, 1.0, num_candidates).tolist():
-        qp = _qparams_for_range(lo * f, hi * f, bits, mapping, signed, PerChannel(0))
+        qp = qparams_for_range(lo * f, hi * f, bits, mapping, signed, PerChannel(0))
         err = ((_fake_quantize(rows, qp) - rows).double() ** 2).mean(dim=1)
         better = err < best_err
         best_err = torch.where(better, err, best_err)
         best_f = torch.where(better, torch.full_like(best_f, f), best_f)
     return ClipRange((lo * best_f).reshape(shape), (hi * best_f).reshape(shape), "mse")
-
-
-def calibrate_range(x: torch.Tensor, method: str = "minmax", **kwargs) -> ClipRange:
-    """Dispatch by name: ``'minmax'``, ``'percentile'`` (``percentile=``) or ``'mse'`` (``bits=``, ...)."""
-    if not isinstance(method, str):
-        raise TypeError(f"method must be a str, one of {METHODS}; got {_kind(method)}")
-    if method not in METHODS:
-        raise ValueError(f"unknown calibration method {method!r}; choose one of {METHODS}")
-    fn = {"minmax": minmax_range, "percentile": percentile_range, "mse": mse_range}[method]
-    takes = [p for p in inspect.signature(fn).parameters if p != "x"]
-    unknown = sorted(set(kwargs) - set(takes))
-    if unknown:
-        raise TypeError(
-            f"calibrate_range(method={method!r}) does not take {', '.join(unknown)}; it takes {', '.join(takes)}"
-        )
-    return fn(x, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -186,22 +165,22 @@ def error_breakdown(x: torch.Tensor, qparams: QParams) -> ErrorBreakdown:
 
     Both parts are divided by the total number of elements, so they add up to the MSE.
     """
-    x = _float32(x)
-    _check_qparams(qparams, x)
+    x = as_float32(x)
+    check_qparams(qparams, x)
     return _breakdown(x, qparams)
 
 
 def _fake_quantize(x: torch.Tensor, qparams: QParams) -> torch.Tensor:
     """dequantize(quantize(x)) for a checked float32 ``x``, without checking again (for the loops here)."""
-    grid, scale, zero_point = _grid(x, qparams)
+    grid, scale, zero_point = grid_codes(x, qparams)
     return (torch.clamp(grid, qparams.quant_min, qparams.quant_max) - zero_point) * scale
 
 
 def _breakdown(x: torch.Tensor, qparams: QParams) -> ErrorBreakdown:
     x_hat = _fake_quantize(x, qparams)
     g = qparams.granularity
-    scale = _broadcast(qparams.scale.float(), x, g)
-    zero_point = _broadcast(qparams.zero_point, x, g)
+    scale = broadcast(qparams.scale.float(), x, g)
+    zero_point = broadcast(qparams.zero_point, x, g)
     lo = (qparams.quant_min - zero_point) * scale  # the grid's two ends
     hi = (qparams.quant_max - zero_point) * scale
     half = scale / 2 * (1 + 1e-5)  # a value half a step beyond an end is rounding, not clipping (float slack)
@@ -219,21 +198,21 @@ def clip_sweep(
     signed: bool = True,
 ) -> dict[str, list[float]]:
     """Rounding, clipping and total MSE when the range is ``fraction * max|x|`` (per tensor), for each fraction."""
-    x = _float32(x)
+    x = as_float32(x)
     a = float(x.abs().max())
     example = "e.g. torch.linspace(0.05, 1, 40).tolist()"
     if isinstance(fractions, (str, bytes, torch.Tensor)) or not isinstance(fractions, Sequence):
-        raise TypeError(f"fractions must be a list of numbers, {example}; got {_kind(fractions)}")
+        raise TypeError(f"fractions must be a list of numbers, {example}; got {describe(fractions)}")
     if not len(fractions):
         raise ValueError(f"fractions is empty: pass {example}")
     for i, f in enumerate(fractions):
-        if not (_check_real(f"fractions[{i}]", f) > 0 and math.isfinite(f)):
+        if not (check_real(f"fractions[{i}]", f) > 0 and math.isfinite(f)):
             raise ValueError(f"fractions[{i}]={f} must be a positive finite number (1 is the full range max|x|)")
     quant_range(bits, signed)
-    _check_mapping(mapping)
+    check_mapping(mapping)
     out: dict[str, list[float]] = {"clip": [], "rounding": [], "clipping": [], "total": []}
     for f in fractions:
-        qp = _qparams_for_range(torch.tensor(-a * f), torch.tensor(a * f), bits, mapping, signed, PerTensor())
+        qp = qparams_for_range(torch.tensor(-a * f), torch.tensor(a * f), bits, mapping, signed, PerTensor())
         e = _breakdown(x, qp)
         out["clip"].append(a * f)
         out["rounding"].append(e.rounding_mse)

@@ -1,4 +1,4 @@
-"""The three ways PyTorch quantizes a trained model after training (PTQ), one function each.
+"""Post-training quantization (PTQ): the three ways PyTorch quantizes a trained model, one function each.
 
 - :func:`ptq_eager`: ``torch.ao.quantization`` eager mode. The model must be
   written for it (``QuantStub``/``DeQuantStub``, ReLUs as modules), fused by
@@ -19,105 +19,49 @@ Every argument is checked before any work starts: a model that is not a float
 list of finite float batches, example inputs that are not a tuple the model
 runs on, unknown fusion groups or flags that are not bools raise a ValueError
 or TypeError saying what to pass instead, not an error from deep inside
-tracing, export or convert. :func:`check_float_model` is that first check on
-its own (the other chapters' helpers use it too).
+tracing, export or convert (the first of those checks is
+:func:`qhelpers.checks.check_float_model`).
+
+The pieces are public because :mod:`qhelpers.qat` and :mod:`qhelpers.sensitivity`
+build on them: :func:`fuse`, :func:`default_qconfig`, :func:`check_calibration`,
+:func:`calibrate`, and :func:`ptq_fx`'s ``keep_float``/``only`` layer choice.
+Weight granularity is ``qhelpers.quant.PerChannel(0)`` (the default) or ``PerTensor()``.
 """
 
 from __future__ import annotations
 
 import copy
-import numbers
 from typing import Callable, Iterable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 from torch.ao.quantization import QConfig
 
+from .checks import check_flag, check_float_model, check_module, describe
+from .quant import PerChannel, PerTensor
 from .train import progress
-from .checks import check_int
 
 __all__ = [
-    "calibrate", "per_tensor_qconfig", "ptq_eager", "ptq_fx", "ptq_pt2e", "views_as_reshapes", "graph_tensors",
-    "calibration_set", "check_float_model", "Fuse",
+    "fuse", "default_qconfig", "per_tensor_qconfig", "check_calibration", "calibrate", "quantizable_layers", "ptq_eager", "ptq_fx", "ptq_pt2e", "views_as_reshapes", "graph_tensors",
 ]
 
 # How to fuse a model for eager mode: groups of module names, or a callable that fuses in place.
 Fuse = list[list[str]] | Callable[[nn.Module], None] | None
 
 ENGINES = ("x86", "fbgemm", "qnnpack", "onednn")  # the engines torch.ao.quantization has default qconfigs for
-SEED_MAX = 2**32 - 1
-_CALIBRATION = "qhelpers.data.calibration_loader(loader, 10)"  # how to make a calibration set
+_CALIBRATION = "qhelpers.data.calibration_batches(data, 10)"  # how to make a calibration set
 
 
-# --- argument checks, shared by the flows (and by qat and sensitivity, which build on them) --------
-
-def _kind(value: object) -> str:
-    """A short description of a bad argument for an error message."""
-    if isinstance(value, Tensor):
-        return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
-    if isinstance(value, nn.Module):
-        return f"a {type(value).__name__} module"
-    return f"{type(value).__name__} {value!r}".splitlines()[0][:80]
-
-
-def _check_flag(name: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name}={value!r} must be True or False, not {type(value).__name__}")
-    return value
-
-
-def _check_module(model: object, what: str = "model") -> nn.Module:
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"{what} must be a torch.nn.Module, not {_kind(model)}")
-    return model
-
-
-def _quantized_part(model: nn.Module) -> str | None:
-    """Where ``model`` shows it was already prepared or quantized (a sentence), or None for a float model."""
-    for name, mod in model.named_modules():
-        cls, where = type(mod), name or "the model itself"
-        torchao_observer = cls.__module__.startswith("torchao.quantization.pt2e") and (
-            "Observer" in cls.__name__ or "FakeQuant" in cls.__name__)
-        if isinstance(mod, (torch.ao.quantization.ObserverBase, torch.ao.quantization.FakeQuantizeBase)) or torchao_observer:
-            return f"it is already prepared for quantization ({where} is a {cls.__name__})"
-        if cls.__module__.startswith(("torch.ao.nn.quantized", "torch.ao.nn.intrinsic.quantized", "torch.ao.nn.qat",
-                                      "torch.ao.nn.intrinsic.qat")) and cls.__name__ != "FloatFunctional":
-            return f"it is already quantized ({where} is a {mod._get_name()})"
-    for name, t in [*model.named_parameters(), *model.named_buffers()]:
-        if t.is_quantized:
-            return f"it is already quantized ({name} is a {t.dtype} tensor)"
-        if type(t) not in (Tensor, nn.Parameter) and hasattr(t, "__tensor_flatten__"):
-            return f"it is already quantized ({name} is a {type(t).__name__}, a quantized tensor subclass)"
-    if isinstance(model, torch.fx.GraphModule):
-        for node in model.graph.nodes:
-            if node.op == "call_function" and "quantize_per_" in str(node.target):
-                return f"it is already quantized (its graph calls {node.target})"
-    return None
-
-
-def check_float_model(model: object, what: str = "model") -> nn.Module:
-    """``model`` if it is a float ``nn.Module``, not yet prepared (observers, fake quantization) or quantized.
-
-    Every flow starts from the float model; given a prepared or converted one
-    it would quantize twice or fail deep inside PyTorch. Raises ``TypeError``
-    for something that is not a module, ``ValueError`` naming the first
-    quantized part otherwise.
-    """
-    _check_module(model, what)
-    part = _quantized_part(model)
-    if part:
-        raise ValueError(f"{what} is not a float model: {part}. Pass the float model it was made from")
-    return model
-
+# --- argument checks -----------------------------------------------------------------------------
 
 def _batch_input(batch: object, where: str) -> Tensor:
     """The input tensor of one calibration batch (a tensor, or the images of an (images, labels) pair), checked."""
     x = batch[0] if isinstance(batch, (tuple, list)) and len(batch) > 0 else batch  # (images, labels) from a DataLoader
     if not isinstance(x, Tensor):
-        raise TypeError(f"{where} is {_kind(batch)}; calibration batches must be input tensors (or (inputs, labels) "
+        raise TypeError(f"{where} is {describe(batch)}; calibration batches must be input tensors (or (inputs, labels) "
                         f"pairs), e.g. {_CALIBRATION}")
     if not x.is_floating_point():
-        raise TypeError(f"{where} is {_kind(x)}; models take float inputs: convert it with .float() (and normalize "
+        raise TypeError(f"{where} is {describe(x)}; models take float inputs: convert it with .float() (and normalize "
                         "it as in training)")
     if x.numel() == 0:
         raise ValueError(f"{where} is empty (shape {tuple(x.shape)}): give every batch at least one input")
@@ -127,13 +71,17 @@ def _batch_input(batch: object, where: str) -> Tensor:
     return x
 
 
-def _check_calibration(calibration: object) -> None:
-    """``calibration`` is a non-empty list of batches; in a list or tuple, every batch is checked up front."""
+def check_calibration(calibration: object) -> None:
+    """``calibration`` is a non-empty list of batches; in a list or tuple, every batch is checked up front.
+
+    Raises a TypeError or ValueError naming the first bad batch (not a tensor,
+    not float, empty, NaN/inf) and how to make a calibration set.
+    """
     if isinstance(calibration, Tensor):
         raise TypeError("calibration must be a sequence of batches (a list of tensors), not one tensor; wrap it: [x]")
     if isinstance(calibration, (str, bytes, Mapping)) or not (hasattr(calibration, "__len__")
                                                               and hasattr(calibration, "__iter__")):
-        raise TypeError(f"calibration must be a sequence of batches (a list of tensors), not {_kind(calibration)}; "
+        raise TypeError(f"calibration must be a sequence of batches (a list of tensors), not {describe(calibration)}; "
                         f"e.g. {_CALIBRATION}")
     if len(calibration) == 0:
         raise ValueError(f"calibration is empty: pass e.g. {_CALIBRATION}")
@@ -145,7 +93,7 @@ def _check_calibration(calibration: object) -> None:
 def _check_example_inputs(model: nn.Module, example_inputs: object) -> tuple:
     """``example_inputs`` is a non-empty tuple that ``model`` (a float model in eval mode) runs on."""
     if not isinstance(example_inputs, tuple):
-        raise TypeError(f"example_inputs must be a tuple of the model's inputs, e.g. (x[:1],), not {_kind(example_inputs)}")
+        raise TypeError(f"example_inputs must be a tuple of the model's inputs, e.g. (x[:1],), not {describe(example_inputs)}")
     if not example_inputs:
         raise ValueError("example_inputs is an empty tuple: give the model's inputs, e.g. (x[:1],)")
     for i, t in enumerate(example_inputs):
@@ -168,13 +116,13 @@ def _check_fuse(fuse: object) -> None:
         isinstance(group, (list, tuple)) and len(group) >= 2 and all(isinstance(n, str) for n in group) for group in fuse
     )):
         raise TypeError(f"fuse must be a list of groups of module names, e.g. [['conv1', 'relu1']], or a function "
-                        f"that fuses the model in place; got {_kind(fuse)}")
+                        f"that fuses the model in place; got {describe(fuse)}")
 
 
 def _check_qconfig(qconfig: object) -> None:
     if qconfig is not None and not isinstance(qconfig, QConfig):
         raise TypeError(f"qconfig must be a torch.ao.quantization.QConfig (e.g. per_tensor_qconfig()) or None, "
-                        f"not {_kind(qconfig)}")
+                        f"not {describe(qconfig)}")
 
 
 def _check_stubs(model: nn.Module, what: str = "eager-mode quantization") -> None:
@@ -196,7 +144,7 @@ def _traced(fn: Callable, *args):
 
 
 @torch.inference_mode()
-def calibrate(model: nn.Module, batches: Iterable[Tensor], desc: str = "calibrating") -> None:
+def calibrate(model: nn.Module, batches: Iterable[Tensor], desc: str | None = "calibrating") -> None:
     """Run ``batches`` through ``model`` in inference mode so that its observers record ranges.
 
     ``model`` is used as it is (put it in eval mode first); the outputs are discarded.
@@ -204,17 +152,18 @@ def calibrate(model: nn.Module, batches: Iterable[Tensor], desc: str = "calibrat
     one the model cannot run on raises a ValueError naming it.
     """
     if not callable(model):
-        raise TypeError(f"model must be a torch.nn.Module (a prepared model), not {_kind(model)}")
+        raise TypeError(f"model must be a torch.nn.Module (a prepared model), not {describe(model)}")
     if isinstance(batches, (Tensor, str, bytes, Mapping)) or not hasattr(batches, "__iter__"):
         raise TypeError(f"batches must be an iterable of input batches (a list of tensors or a DataLoader), not "
-                        f"{_kind(batches)}; wrap one tensor in a list: [x]")
+                        f"{describe(batches)}; wrap one tensor in a list: [x]")
     n = 0
-    for x in progress(batches, desc=desc, unit="batch", leave=False):
+    quiet = {"disable": True} if desc is None else {}  # None: no bar (e.g. inside another progress bar)
+    for x in progress(batches, desc=desc, unit="batch", leave=False, **quiet):
         x = _batch_input(x, f"calibration batch {n}")
         try:
             model(x)
         except RuntimeError as exc:
-            raise ValueError(f"the model fails on calibration batch {n} ({_kind(x)}): {str(exc).splitlines()[0]}. "
+            raise ValueError(f"the model fails on calibration batch {n} ({describe(x)}): {str(exc).splitlines()[0]}. "
                              "Calibrate with batches shaped like the model's input") from None
         n += 1
     if n == 0:
@@ -232,10 +181,27 @@ def per_tensor_qconfig(engine: str = "x86") -> QConfig:
     return QConfig(activation=get_default_qconfig(engine).activation, weight=default_weight_observer)
 
 
-def _default_qconfig(per_channel: bool) -> QConfig:
+def check_granularity(granularity: object) -> bool:
+    """Whether ``granularity`` (``PerChannel(0)`` or ``PerTensor()``, the weight granularities of torch.ao's INT8
+    kernels) is per channel; anything else raises a TypeError or ValueError saying what to pass."""
+    if isinstance(granularity, PerTensor):
+        return False
+    if isinstance(granularity, PerChannel):
+        if granularity.axis != 0:
+            raise ValueError(f"granularity={granularity}: weights are quantized per output channel, axis 0; "
+                             "pass PerChannel(0)")
+        return True
+    hint = f" (a class: call it, {granularity.__name__}())" if isinstance(granularity, type) else ""
+    raise TypeError(f"granularity must be qhelpers.quant.PerChannel(0) or PerTensor() (torch.ao's INT8 weights have "
+                    f"no groups), not {describe(granularity)}{hint}")
+
+
+def default_qconfig(granularity: PerTensor | PerChannel = PerChannel(0)) -> QConfig:
+    """``get_default_qconfig("x86")`` (HistogramObserver activations, per-channel symmetric INT8 weights), or with
+    ``PerTensor()`` its per-tensor variant (:func:`per_tensor_qconfig`)."""
     from torch.ao.quantization import get_default_qconfig
 
-    return get_default_qconfig("x86") if per_channel else per_tensor_qconfig("x86")
+    return get_default_qconfig("x86") if check_granularity(granularity) else per_tensor_qconfig("x86")
 
 
 def _check_fuse_names(model: nn.Module, fuse: Fuse) -> None:
@@ -249,21 +215,30 @@ def _check_fuse_names(model: nn.Module, fuse: Fuse) -> None:
         raise ValueError(f"fuse names modules the model does not have: {missing}; its modules are {sorted(names)[1:]}")
 
 
-def _fuse(model: nn.Module, fuse: Fuse) -> None:
-    """Fuse ``model`` in place: call ``fuse``, or torch.ao's ``fuse_modules`` on its groups of names."""
-    _check_fuse_names(model, fuse)
-    if fuse is None:
+def fuse(model: nn.Module, groups: Fuse, *, qat: bool = False) -> None:
+    """Fuse ``model`` in place: call ``groups`` if it is a function, else torch.ao's ``fuse_modules`` on its groups.
+
+    ``groups`` is a list of groups of module names (e.g. ``models.FUSE_PATTERNS``),
+    a function fusing in place (e.g. ``lambda m: m.fuse_model(is_qat=False)``),
+    or None (nothing to fuse). ``qat=True`` uses ``fuse_modules_qat``, which
+    keeps conv and ReLU trainable as one module.
+    """
+    _check_fuse_names(model, groups)
+    if groups is None:
         return
-    if callable(fuse):
-        fuse(model)
+    if callable(groups):
+        groups(model)
         return
-    from torch.ao.quantization import fuse_modules
+    from torch.ao.quantization import fuse_modules, fuse_modules_qat
 
     try:
-        fuse_modules(model, fuse, inplace=True)
+        (fuse_modules_qat if qat else fuse_modules)(model, groups, inplace=True)
     except AssertionError as exc:  # "did not find fuser method for: (Conv2d, Linear)"
-        raise ValueError(f"fuse: PyTorch cannot fuse one of the groups {fuse} ({exc}); it fuses conv(+bn)(+relu) "
+        raise ValueError(f"fuse: PyTorch cannot fuse one of the groups {groups} ({exc}); it fuses conv(+bn)(+relu) "
                          "and linear(+bn)(+relu), listed in the order the model runs them") from None
+
+
+_fuse_in_place = fuse  # (ptq_eager's argument is also called fuse)
 
 
 def ptq_eager(
@@ -272,7 +247,7 @@ def ptq_eager(
     *,
     fuse: Fuse = None,
     qconfig: QConfig | None = None,
-    per_channel: bool = True,
+    granularity: PerTensor | PerChannel = PerChannel(0),
     desc: str = "calibrating (eager)",
 ) -> nn.Module:
     """Static INT8 post-training quantization in eager mode: fuse, prepare, calibrate, convert.
@@ -282,19 +257,19 @@ def ptq_eager(
     (e.g. ``models.FUSE_PATTERNS``) or a callable fusing in place (e.g.
     ``lambda m: m.fuse_model(is_qat=False)``). ``qconfig`` defaults to
     ``get_default_qconfig("x86")`` (HistogramObserver activations, per-channel
-    symmetric INT8 weights), or its per-tensor variant with ``per_channel=False``.
+    symmetric INT8 weights), or its per-tensor variant with ``granularity=PerTensor()``.
     """
     from torch.ao.quantization import convert, prepare
 
     check_float_model(model)
-    _check_calibration(calibration)
+    check_calibration(calibration)
     _check_stubs(model)
     _check_fuse_names(model, fuse)
     _check_qconfig(qconfig)
-    _check_flag("per_channel", per_channel)
+    default = default_qconfig(granularity)
     m = copy.deepcopy(model).eval()
-    _fuse(m, fuse)
-    m.qconfig = qconfig if qconfig is not None else _default_qconfig(per_channel)
+    _fuse_in_place(m, fuse)
+    m.qconfig = qconfig if qconfig is not None else default
     prepare(m, inplace=True)
     calibrate(m, calibration, desc=desc)
     convert(m, inplace=True)
@@ -308,7 +283,7 @@ def views_as_reshapes(model: nn.Module) -> torch.fx.GraphModule:
     unlike ``view``, it also works on the non-contiguous (channels-last)
     tensors that quantized kernels return.
     """
-    _check_module(model)
+    check_module(model)
     gm = _traced(torch.fx.symbolic_trace, model)
     for node in gm.graph.nodes:
         if node.op == "call_method" and node.target == "view":
@@ -317,38 +292,77 @@ def views_as_reshapes(model: nn.Module) -> torch.fx.GraphModule:
     return gm
 
 
+def check_layers(model: nn.Module, names: object, what: str) -> list[str]:
+    """``names`` is a list of names of the model's conv/linear layers (what INT8 computes)."""
+    if isinstance(names, (str, bytes)) or not isinstance(names, Iterable):
+        raise TypeError(f"{what} must be a list of layer names, e.g. ['fc1'], not {type(names).__name__} {names!r}")
+    names = list(names)
+    if not all(isinstance(n, str) for n in names):
+        raise TypeError(f"{what} must be a list of layer names (strings), e.g. ['fc1'], not {names!r}")
+    known = quantizable_layers(model)
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"{what} names {unknown}, which are not conv/linear layers of the model; choose from {known}")
+    return names
+
+
+def quantizable_layers(model: nn.Module) -> list[str]:
+    """Names of the convolution and linear layers, in definition order: the layers INT8 computes."""
+    check_module(model)
+    return [name for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
 def ptq_fx(
     model: nn.Module,
     calibration: Sequence[Tensor],
     example_inputs: tuple,
     *,
-    per_channel: bool = True,
+    granularity: PerTensor | PerChannel = PerChannel(0),
+    keep_float: Sequence[str] = (),
+    only: Sequence[str] | None = None,
     views_to_reshape: bool = True,
-    desc: str = "calibrating (FX)",
+    desc: str | None = "calibrating (FX)",
 ) -> torch.fx.GraphModule:
     """Static INT8 post-training quantization in FX graph mode (``prepare_fx``/``convert_fx``).
 
     The model is traced symbolically, so a plain model (functional ReLUs, no
     stubs) works; fusion is automatic. Uses ``get_default_qconfig_mapping("x86")``
-    (per-tensor weights for all modules with ``per_channel=False``).
+    (per-tensor weights for all modules with ``granularity=PerTensor()``).
+
+    ``keep_float=["fc"]`` (also in :func:`ptq_pt2e`) leaves the named conv/linear layers in float, with
+    dequantize/quantize around them (mixed precision); ``only=["layer1.0.conv1"]``
+    quantizes those layers alone (the global qconfig is ``None``).
 
     ``views_to_reshape`` first rewrites ``x.view(...)`` calls as
     ``x.reshape(...)`` (see :func:`views_as_reshapes`): fbgemm's quantized
     convolutions return channels-last tensors, on which the ``view`` of a
     flatten fails once the graph runs quantized.
     """
-    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization import QConfigMapping, get_default_qconfig_mapping
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
     check_float_model(model)
-    _check_calibration(calibration)
+    check_calibration(calibration)
     if not isinstance(example_inputs, tuple):
         raise TypeError("example_inputs must be a tuple of the model's inputs, e.g. (x[:1],)")
-    _check_flag("per_channel", per_channel)
-    _check_flag("views_to_reshape", views_to_reshape)
-    mapping = get_default_qconfig_mapping("x86")
-    if not per_channel:
-        mapping.set_global(per_tensor_qconfig("x86"))
+    qconfig = default_qconfig(granularity)
+    check_flag("views_to_reshape", views_to_reshape)
+    if only is not None and keep_float:
+        raise ValueError("give either only= (quantize just these) or keep_float= (quantize all but these), not both")
+    if only is not None:
+        layers = check_layers(model, only, "only")
+        if not layers:
+            raise ValueError("only=[] quantizes no layer: name at least one, or use keep_float= to quantize all but some")
+        mapping = QConfigMapping().set_global(None)
+        for name in layers:
+            mapping.set_module_name(name, qconfig)
+    else:
+        layers = check_layers(model, keep_float, "keep_float")
+        mapping = get_default_qconfig_mapping("x86")
+        if not check_granularity(granularity):
+            mapping.set_global(qconfig)
+        for name in layers:
+            mapping.set_module_name(name, None)
     m = copy.deepcopy(model).eval()
     _check_example_inputs(m, example_inputs)
     if views_to_reshape:
@@ -358,7 +372,7 @@ def ptq_fx(
     return convert_fx(prepared).eval()
 
 
-def _pt2e_config(per_channel: bool):
+def _pt2e_config(per_channel: bool):  # torchao's default x86 config, per-channel weights, or per tensor
     from torchao.quantization.pt2e import MinMaxObserver
     from torchao.quantization.pt2e.quantizer import QuantizationConfig, QuantizationSpec
     from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
@@ -385,7 +399,8 @@ def ptq_pt2e(
     example_inputs: tuple,
     *,
     strict: bool = True,
-    per_channel: bool = True,
+    granularity: PerTensor | PerChannel = PerChannel(0),
+    keep_float: Sequence[str] = (),
     dynamic_batch: bool = True,
     desc: str = "calibrating (PT2E)",
 ) -> torch.fx.GraphModule:
@@ -395,19 +410,21 @@ def ptq_pt2e(
     operators, weights stored as FP32 (folded Q/DQ of constant weights is
     kept as INT8 only after lowering). Call ``torch.compile`` on it to get INT8
     kernels. ``dynamic_batch`` exports the batch dimension as dynamic so that
-    calibration and evaluation can use different batch sizes.
+    calibration and evaluation can use different batch sizes. ``keep_float``
+    names conv/linear layers to leave in float (``set_module_name_qconfig(name, None)``).
     """
     from torchao.quantization.pt2e import allow_exported_model_train_eval
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
     from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import X86InductorQuantizer
 
     check_float_model(model)
-    _check_calibration(calibration)
+    check_calibration(calibration)
     if not isinstance(example_inputs, tuple):
         raise TypeError("example_inputs must be a tuple of the model's inputs, e.g. (x[:2],)")
-    _check_flag("strict", strict)
-    _check_flag("per_channel", per_channel)
-    _check_flag("dynamic_batch", dynamic_batch)
+    check_flag("strict", strict)
+    per_channel = check_granularity(granularity)
+    layers = check_layers(model, keep_float, "keep_float")
+    check_flag("dynamic_batch", dynamic_batch)
     m = copy.deepcopy(model).eval()
     _check_example_inputs(m, example_inputs)
     dynamic_shapes = None
@@ -424,6 +441,8 @@ def ptq_pt2e(
         raise ValueError(f"torch.export cannot capture the model ({type(exc).__name__}: {str(exc).strip().splitlines()[0]}). "
                          f"It needs control flow that does not depend on tensor values; {hint}") from None
     quantizer = X86InductorQuantizer().set_global(_pt2e_config(per_channel))
+    for name in layers:
+        quantizer.set_module_name_qconfig(name, None)
     prepared = prepare_pt2e(exported, quantizer)
     calibrate(prepared, calibration, desc=desc)
     converted = convert_pt2e(prepared)
@@ -440,7 +459,7 @@ def graph_tensors(gm: torch.fx.GraphModule) -> dict[str, Tensor]:
     bytes are what a lowered (compiled) model needs to keep.
     """
     if not isinstance(gm, torch.fx.GraphModule):
-        raise TypeError(f"graph_tensors needs a torch.fx.GraphModule (what ptq_fx or ptq_pt2e return), not {_kind(gm)}")
+        raise TypeError(f"graph_tensors needs a torch.fx.GraphModule (what ptq_fx or ptq_pt2e return), not {describe(gm)}")
     out: dict[str, Tensor] = {}
     for node in gm.graph.nodes:
         if node.op == "get_attr":
@@ -450,29 +469,3 @@ def graph_tensors(gm: torch.fx.GraphModule) -> dict[str, Tensor]:
             if isinstance(obj, Tensor):
                 out[str(node.target)] = obj
     return out
-
-
-def calibration_set(data, num_batches: int, *, seed: int = 0, batch_size: int | None = None) -> list[Tensor]:
-    """``num_batches`` shuffled batches of training images, the same for a given seed.
-
-    Drawn from a fresh, seeded loader over ``data.train``'s images, so the
-    choice does not depend on how often the training loader was used before
-    (e.g. whether the model was trained now or loaded from the cache).
-    """
-    from torch.utils.data import DataLoader
-
-    from .data import calibration_loader
-
-    if not isinstance(getattr(data, "train", None), DataLoader):
-        raise TypeError(f"data must be a qhelpers.data.Loaders (e.g. qhelpers.data.loaders('mnist')), not {_kind(data)}")
-    check_int("num_batches", num_batches, 1)
-    check_int("seed", seed, 0, SEED_MAX)
-    if batch_size is not None:
-        check_int("batch_size", batch_size, 1)
-    loader = DataLoader(
-        data.train.dataset,
-        batch_size=batch_size or data.train.batch_size,
-        shuffle=True,
-        generator=torch.Generator().manual_seed(seed),
-    )
-    return calibration_loader(loader, num_batches)

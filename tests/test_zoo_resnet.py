@@ -9,7 +9,8 @@ from PIL import Image
 from torchvision import models as tv_models
 
 import qhelpers
-from qhelpers import flows, imagenet, quant
+from qhelpers import checks, models, ptq, quant, zoo
+from qhelpers import data as qdata
 from qhelpers.train import evaluate
 
 CLASSES = ["tench", "goldfish", "great white shark"]  # ImageNet classes 0, 1, 2
@@ -52,14 +53,14 @@ def _image_folder(root: Path, classes=CLASSES, per_class: int = 3) -> Path:
 
 
 def test_checkpoint_path_follows_torch_home(torch_home):
-    assert imagenet.checkpoint_path() == torch_home / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    assert models.checkpoint_path() == torch_home / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
 
 
 def test_missing_weights_say_what_to_do(torch_home):
-    with pytest.raises(imagenet.WeightsUnavailableError, match="weights='none'"):
-        imagenet.load_resnet18("imagenet")
+    with pytest.raises(models.WeightsUnavailableError, match="weights='none'"):
+        models.load_resnet18("imagenet")
     with pytest.raises(ValueError, match="choose 'none'"):
-        imagenet.load_resnet18("pretrained")
+        models.load_resnet18("pretrained")
 
 
 @pytest.mark.parametrize(
@@ -67,33 +68,33 @@ def test_missing_weights_say_what_to_do(torch_home):
     [(["tench", "goldfish"], [0, 1]), (["7", "42", "999"], [7, 42, 999]), ([f"n{i:08d}" for i in range(1000)], list(range(1000)))],
 )
 def test_class_indices(names, expected):
-    assert imagenet.class_indices(names) == expected
+    assert qdata.class_indices(names) == expected
 
 
 @pytest.mark.parametrize("names, match", [(["cats", "dogs"], "cannot map"), (["1000"], "not ImageNet indices"), ([], "no class")])
 def test_class_indices_rejects(names, match):
     with pytest.raises(ValueError, match=match):
-        imagenet.class_indices(names)
+        qdata.class_indices(names)
 
 
 def test_image_folder_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a folder"):
-        imagenet.image_folder(tmp_path / "missing")
+        qdata.image_folder(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="not a usable ImageFolder"):
-        imagenet.image_folder(tmp_path / "empty")
+        qdata.image_folder(tmp_path / "empty")
 
 
 def test_loaders_split_calibration_from_evaluation(tmp_path):
     folder = _image_folder(tmp_path / "val")
-    loaders = imagenet.imagenet_loaders(folder, calibration_images=4, batch_size=2)
+    loaders = qdata.imagenet_loaders(folder, calibration_images=4, batch_size=2)
     cal, test = loaders.train.dataset, loaders.test.dataset
     assert len(cal) == 4 and len(test) == 5
     assert not set(cal.indices) & set(test.indices)
     x, y = next(iter(loaders.test))
     assert x.shape == (2, 3, 224, 224) and set(y.tolist()) <= {0, 1, 2}
     with pytest.raises(ValueError, match="leave images to evaluate"):
-        imagenet.imagenet_loaders(folder, calibration_images=9)
+        qdata.imagenet_loaders(folder, calibration_images=9)
 
 
 def test_imagenet_path_end_to_end(checkpoint, tmp_path):
@@ -101,7 +102,7 @@ def test_imagenet_path_end_to_end(checkpoint, tmp_path):
     path, state = checkpoint
     qhelpers.setup(0)
     folder = _image_folder(tmp_path / "val")
-    rn = imagenet.resnet18_with_data("imagenet", imagenet_dir=folder, calibration_images=3)
+    rn = zoo.resnet18_with_data("imagenet", imagenet_dir=folder, calibration_images=3)
     assert (rn.resolution, rn.channels, rn.data.dataset) == (224, 3, "imagenet")
     loaded = rn.model.state_dict()
     assert all(torch.equal(loaded[k], v) for k, v in state.items())  # the checkpoint's weights, from the file
@@ -110,15 +111,15 @@ def test_imagenet_path_end_to_end(checkpoint, tmp_path):
     # the same predictions by hand: PIL image -> the weights' transforms -> model
     folder_ds = rn.data.test.dataset
     with torch.inference_mode():
-        by_hand = [int(rn.model(imagenet.preprocess()(Image.open(folder_ds.dataset.samples[i][0]).convert("RGB"))[None]).argmax())
+        by_hand = [int(rn.model(qdata.preprocess()(Image.open(folder_ds.dataset.samples[i][0]).convert("RGB"))[None]).argmax())
                    for i in folder_ds.indices]
     assert fp32.predictions.tolist() == by_hand
     labels = [folder_ds.dataset.samples[i][1] for i in folder_ds.indices]  # ImageFolder order = CLASSES order = 0, 1, 2
     assert fp32.accuracy == pytest.approx(sum(p == t for p, t in zip(by_hand, labels)) / len(labels))
 
-    calibration = rn.calibration(2, batch_size=2)
+    calibration = qdata.calibration_batches(rn.data, 2, batch_size=2)
     assert calibration[0].shape == (2, 3, 224, 224)
-    q = flows.ptq_eager(rn.model, calibration, fuse=lambda m: m.fuse_model(is_qat=False))
+    q = ptq.ptq_eager(rn.model, calibration, fuse=lambda m: m.fuse_model(is_qat=False))
     int8 = evaluate(q, rn.data.test)
     assert 0.0 <= int8.accuracy <= 1.0 and len(int8.predictions) == len(labels)
     with torch.inference_mode():
@@ -128,7 +129,7 @@ def test_imagenet_path_end_to_end(checkpoint, tmp_path):
 
 def test_imagenet_needs_a_folder(checkpoint):
     with pytest.raises(ValueError, match="needs imagenet_dir"):
-        imagenet.resnet18_with_data("imagenet", imagenet_dir="")
+        zoo.resnet18_with_data("imagenet", imagenet_dir="")
 
 
 def test_plain_resnet_computes_the_same_function():
@@ -136,7 +137,7 @@ def test_plain_resnet_computes_the_same_function():
 
     torch.manual_seed(0)
     model = resnet18_mnist(stem="small_pool").eval()
-    plain = imagenet.plain_resnet(model)
+    plain = models.plain_resnet(model)
     x = torch.randn(2, 1, 28, 28)
     with torch.no_grad():
         assert torch.allclose(plain(x), model(x), atol=1e-5)
