@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 data: $(VENV)/.installed
-	$(PY) -m qhelpers.data mnist
+	$(PY) -m qhelpers.data mnist tinyshakespeare
 
 course: data
 	$(PY) -m qhelpers.book run --profile $(PROFILE)
