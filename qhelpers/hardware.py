@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["ISA_CAPS", "cpu_features", "fbgemm_saturates", "onednn_int8_dot", "kernel_isa", "describe",
+__all__ = ["ISA_CAPS", "cpu_features", "fbgemm_saturates", "onednn_int8_dot", "onednn_bf16_dot", "kernel_isa", "describe",
            "separate_inductor_cache"]
 
 # The environment variables that cap each library at AVX2 (no VNNI): the "AVX2 class" of `make test-avx2`.
@@ -63,7 +63,8 @@ def cpu_features() -> dict[str, object]:
     """What the CPU itself offers (whatever the libraries were told to use), and PyTorch's thread count.
 
     ``vnni`` is True when the CPU has AVX-512 VNNI or AVX-VNNI; ``amx`` when it
-    has AMX INT8 tiles. ``None`` where the flags cannot be read.
+    has AMX INT8 tiles; ``bf16`` when it has BF16 dot products (AVX-512 BF16's
+    ``vdpbf16ps`` or AMX BF16 tiles). ``None`` where the flags cannot be read.
     """
     flags = cpu_flags()
 
@@ -75,6 +76,7 @@ def cpu_features() -> dict[str, object]:
         "avx512": has("avx512f"),
         "vnni": has("avx512_vnni", "avx_vnni"),
         "amx": has("amx_int8"),
+        "bf16": has("avx512_bf16", "amx_bf16"),
         "threads": torch.get_num_threads(),
     }
 
@@ -146,6 +148,15 @@ def onednn_int8_dot() -> bool | None:
     if isa is None:
         return None
     return "DL Boost" in isa or "VNNI" in isa or "AMX" in isa
+
+
+def onednn_bf16_dot() -> bool | None:
+    """True if oneDNN dispatches to an ISA with BF16 dot products (its ISA names bfloat16 support, or AMX);
+    ``None`` if unknown. Without them a BF16 matmul widens its inputs to FP32 and computes in FP32."""
+    isa = onednn_isa()
+    if isa is None:
+        return None
+    return "bfloat16" in isa.lower() or "AMX" in isa
 
 
 def kernel_isa() -> dict[str, str]:

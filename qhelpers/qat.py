@@ -20,6 +20,14 @@ observers' ``quant_min``/``quant_max``:
   exactly in the middle; 2 bits gives ternary weights), per output channel
   (``MovingAveragePerChannelMinMaxObserver``, ``granularity=PerChannel(0)``) or per tensor (``PerTensor()``).
 
+Those min/max ranges are the simplest choice (``clipping="minmax"``). For PTQ,
+``clipping="mse"`` picks each range by the smallest quantization error on the
+grid in use (:class:`qhelpers.ranges.MSEObserver` for activations,
+:class:`~qhelpers.ranges.PerChannelMSEObserver` for weights, chapter 01's MSE
+rule), and ``clipping="histogram"`` uses torch.ao's ``HistogramObserver`` for
+activations (the x86 recipe's; its search assumes 256 levels) with min/max weights.
+QAT always starts from the min/max model (its observers then follow the weights).
+
 The same fake-quantized model serves both methods, so they are compared on
 the same grid: PTQ calibrates its observers on a few batches and stops;
 QAT starts from there and fine-tunes the weights through the fake
@@ -38,7 +46,7 @@ import copy
 import hashlib
 import math
 import numbers
-from typing import Iterable, Sequence
+from typing import Iterable, Literal, Sequence, get_args
 
 import torch
 import torch.nn.functional as F
@@ -46,6 +54,7 @@ from torch import Tensor, nn
 from torch.ao.quantization import (
     FakeQuantize,
     FusedMovingAvgObsFakeQuantize,
+    HistogramObserver,
     MinMaxObserver,
     MovingAverageMinMaxObserver,
     MovingAveragePerChannelMinMaxObserver,
@@ -61,12 +70,16 @@ from .checks import SEED_MAX, check_float_model, check_int
 from .data import Loaders, shuffled
 from .ptq import Fuse, calibrate, check_calibration, check_granularity, fuse as fuse_model
 from .quant import PerChannel, PerTensor, quant_range
+from .ranges import MSEObserver, PerChannelMSEObserver
 from .train import History, TrainConfig, cached, fit
 
 __all__ = [
     "FakeQuantizedModel", "Int8Linear", "lowbit_qconfig", "fake_quant_model", "ptq_lowbit", "qat_lowbit", "freeze",
-    "weights_key", "compare_bits",
+    "weights_key", "compare_bits", "Clipping", "CLIPPINGS",
 ]
+
+Clipping = Literal["minmax", "mse", "histogram"]  # how a low-bit PTQ model chooses its ranges (lowbit_qconfig)
+CLIPPINGS: tuple[str, ...] = get_args(Clipping)
 
 # QAT clips the gradients' global norm: at 2 bits the straight-through gradients can grow until the activations
 # overflow (measured: MNIST SimpleCNN, seed 2, NaN loss at step 457 of 860 without clipping).
@@ -78,6 +91,13 @@ MIN_BITS, MAX_BITS = 2, 8  # fbgemm's observers and fake-quantize modules hold c
 
 def _check_bits(name: str, value: object) -> int:
     return check_int(name, value, MIN_BITS, MAX_BITS, hint=": the simulated grids live in 8-bit containers")
+
+
+def check_clipping(clipping: object) -> str:
+    """``clipping`` is one of :data:`CLIPPINGS`; returns it."""
+    if not isinstance(clipping, str) or clipping not in CLIPPINGS:
+        raise ValueError(f"clipping={clipping!r} is not a range rule; use one of {list(CLIPPINGS)}")
+    return clipping
 
 
 def _check_names(model: nn.Module, names: object, what: str, example: str) -> list[str]:
@@ -143,7 +163,7 @@ def _check_calibration_tensors(calibration: object) -> None:
 
 
 def lowbit_qconfig(bits: int, *, act_bits: int | None = None,
-                   granularity: PerTensor | PerChannel = PerChannel(0)) -> QConfig:
+                   granularity: PerTensor | PerChannel = PerChannel(0), clipping: Clipping = "minmax") -> QConfig:
     """A QAT QConfig (fake quantization on activations and weights) restricted to ``bits`` bits.
 
     ``FusedMovingAvgObsFakeQuantize`` is ``FakeQuantize`` with the observer
@@ -151,14 +171,32 @@ def lowbit_qconfig(bits: int, *, act_bits: int | None = None,
 
     ``bits=8`` gives the usual INT8 grid: activations ``[0, 255]``, weights ``[-127, 127]``.
     ``act_bits`` (default: ``bits``) sets the activations' bit-width separately.
-    Both lie between 2 and 8.
+    Both lie between 2 and 8. ``clipping`` chooses the ranges (see the module's
+    docstring): ``"minmax"`` (moving-average min/max, for QAT and the simplest
+    PTQ), ``"mse"`` or ``"histogram"`` (for PTQ: ``FakeQuantize`` around
+    observers that search a range over all calibration batches).
     """
     _check_bits("bits", bits)
     if act_bits is not None:
         _check_bits("act_bits", act_bits)
     per_channel = check_granularity(granularity)
+    check_clipping(clipping)
     act_min, act_max = quant_range(bits if act_bits is None else act_bits, signed=False)
     w_max = quant_range(bits, signed=True)[1]
+    if clipping != "minmax":
+        activation = FakeQuantize.with_args(
+            observer=MSEObserver if clipping == "mse" else HistogramObserver,
+            quant_min=act_min, quant_max=act_max, dtype=torch.quint8, qscheme=torch.per_tensor_affine)
+        minmax = lowbit_qconfig(bits, act_bits=act_bits, granularity=granularity)
+        if clipping == "histogram":
+            return QConfig(activation=activation, weight=minmax.weight)
+        if per_channel:
+            weight = FakeQuantize.with_args(observer=PerChannelMSEObserver, quant_min=-w_max, quant_max=w_max,
+                                            dtype=torch.qint8, qscheme=torch.per_channel_symmetric, ch_axis=0)
+        else:
+            weight = FakeQuantize.with_args(observer=MSEObserver, quant_min=-w_max, quant_max=w_max,
+                                            dtype=torch.qint8, qscheme=torch.per_tensor_symmetric)
+        return QConfig(activation=activation, weight=weight)
     activation = FusedMovingAvgObsFakeQuantize.with_args(
         observer=MovingAverageMinMaxObserver,
         quant_min=act_min,
@@ -193,6 +231,7 @@ def fake_quant_model(
     fuse: Fuse = None,
     granularity: PerTensor | PerChannel = PerChannel(0),
     keep_8bit: Sequence[str] = (),
+    clipping: Clipping = "minmax",
 ) -> nn.Module:
     """A fused, fake-quantized copy of ``model`` (``prepare_qat``), in train mode, observers and fake quant on.
 
@@ -201,17 +240,18 @@ def fake_quant_model(
     ``keep_8bit`` names modules whose *output* stays on an 8-bit grid (their
     weights still use ``bits``): usually the input stub and the last layer, as
     8 levels of input pixels or of logits (3 bits) would throw away
-    information no training can win back.
+    information no training can win back. ``clipping`` as in :func:`lowbit_qconfig`.
     """
     keep_8bit = _check_model_setup(model, bits, fuse, granularity, keep_8bit)
+    check_clipping(clipping)
     m = copy.deepcopy(model).train()
     fuse_model(m, fuse or None, qat=True)
-    m.qconfig = lowbit_qconfig(bits, granularity=granularity)
+    m.qconfig = lowbit_qconfig(bits, granularity=granularity, clipping=clipping)
     modules = dict(m.named_modules())
     for name in keep_8bit:
         if name not in modules:
             raise ValueError(f"keep_8bit names a module the model does not have: {name!r}; its modules are {sorted(modules)[1:]}")
-        modules[name].qconfig = lowbit_qconfig(bits, act_bits=8, granularity=granularity)
+        modules[name].qconfig = lowbit_qconfig(bits, act_bits=8, granularity=granularity, clipping=clipping)
     prepare_qat(m, inplace=True)
     return m
 
@@ -236,17 +276,19 @@ def ptq_lowbit(
     fuse: Fuse = None,
     granularity: PerTensor | PerChannel = PerChannel(0),
     keep_8bit: Sequence[str] = (),
+    clipping: Clipping = "minmax",
 ) -> nn.Module:
     """Post-training quantization simulated at ``bits`` bits: calibrate the observers, then freeze.
 
     As in ordinary PTQ, the observers see the float activations (fake
     quantization is off while calibrating), and the weights are untouched.
+    ``clipping`` chooses how the ranges are found (:func:`lowbit_qconfig`).
     """
     check_calibration(calibration)
-    m = fake_quant_model(model, bits=bits, fuse=fuse, granularity=granularity, keep_8bit=keep_8bit)
+    m = fake_quant_model(model, bits=bits, fuse=fuse, granularity=granularity, keep_8bit=keep_8bit, clipping=clipping)
     m.apply(disable_fake_quant)
     m.apply(enable_observer)
-    calibrate(m, calibration, desc=f"calibrating ({bits}-bit)")
+    calibrate(m, calibration, desc=f"calibrating ({bits}-bit, {clipping})")
     return freeze(m)
 
 
@@ -337,12 +379,15 @@ def compare_bits(
     epochs: int = 1,
     lr: float = 0.01,
     seed: int = 0,
+    clippings: Sequence[Clipping] = ("minmax",),
 ):
     """Test accuracy of PTQ and QAT at each bit-width, both simulated on the same grid.
 
-    Returns a pandas DataFrame indexed by ``bits`` with columns ``PTQ`` and
-    ``QAT`` (fractions in [0, 1]) and ``QAT cached`` (whether the fine-tune
-    was loaded from the cache).
+    PTQ is run once per range rule in ``clippings`` (e.g. ``("minmax", "mse", "histogram")``,
+    see :func:`lowbit_qconfig`); QAT starts from the min/max PTQ model.
+    Returns a pandas DataFrame indexed by ``bits`` with a column ``PTQ <rule>``
+    per rule, ``PTQ`` (the best of them), ``QAT`` (fractions in [0, 1]) and
+    ``QAT cached`` (whether the fine-tune was loaded from the cache).
     """
     import pandas as pd
 
@@ -362,13 +407,20 @@ def compare_bits(
     _check_calibration_tensors(calibration)
     _check_data(data)
     _check_training(epochs, lr, seed)
+    if isinstance(clippings, str) or not isinstance(clippings, Iterable):
+        raise TypeError(f"clippings must be a list of range rules, e.g. ['minmax', 'mse'], not {clippings!r}")
+    clippings = [check_clipping(c) for c in clippings]
+    if not clippings or len(set(clippings)) != len(clippings):
+        raise ValueError(f"clippings={clippings} must name each range rule once, e.g. ['minmax', 'mse']")
     rows = {}
     for bits in bit_widths:
         kw = dict(bits=bits, fuse=fuse, granularity=granularity, keep_8bit=keep_8bit)
-        ptq = ptq_lowbit(model, calibration, **kw)
+        ptq = {f"PTQ {c}": evaluate(ptq_lowbit(model, calibration, clipping=c, **kw), data.test).accuracy
+               for c in clippings}
         tuned, _, cached = qat_lowbit(model, calibration, data, epochs=epochs, lr=lr, seed=seed, **kw)
         rows[bits] = {
-            "PTQ": evaluate(ptq, data.test).accuracy,
+            **ptq,
+            "PTQ": max(ptq.values()),
             "QAT": evaluate(tuned, data.test).accuracy,
             "QAT cached": cached,
         }

@@ -16,6 +16,12 @@ steps but clips. Each function here returns a :class:`ClipRange` whose
 
 Per-tensor ranges are 0-d tensors; with ``PerChannel(axis)`` they have one
 value per channel, as ``choose_qparams`` expects.
+
+:class:`MSEObserver` and :class:`PerChannelMSEObserver` are the MSE rule as
+torch.ao observers, for the flows that calibrate (``FakeQuantize.with_args(
+observer=MSEObserver, quant_min=0, quant_max=7, ...)``): they search the range
+on the grid they are given (``quant_min``/``quant_max``), where torch.ao's
+``HistogramObserver`` searches for 256 levels whatever that grid is.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
+from torch.ao.quantization.observer import MinMaxObserver, PerChannelMinMaxObserver
 
 from .checks import check_int, describe
 from .quant import (
@@ -53,6 +60,8 @@ __all__ = [
     "mse_range",
     "error_breakdown",
     "clip_sweep",
+    "MSEObserver",
+    "PerChannelMSEObserver",
 ]
 
 @dataclass(frozen=True)
@@ -219,3 +228,85 @@ def clip_sweep(
         out["clipping"].append(e.clipping_mse)
         out["total"].append(e.total_mse)
     return out
+
+
+# --- the MSE rule as torch.ao observers ------------------------------------------------------------
+
+MSE_CANDIDATES = 100  # shrink factors of min/max tried, evenly spaced from 0.01 to 1 (as mse_range)
+MSE_SAMPLE = 1 << 15  # values an MSEObserver keeps per observed batch (a seeded random subset)
+
+
+def _best_qparams(observer, rows: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, per_channel: bool):
+    """The qparams of ``observer``'s grid, among shrinkings ``f * [lo, hi]``, with the smallest MSE on ``rows``
+    (one row per channel, or one row); ``f = 1`` (min/max) is a candidate."""
+    best_err = torch.full(lo.shape, float("inf"), dtype=torch.float64)
+    best_scale, best_zp = observer._calculate_qparams(lo, hi)
+    for f in torch.linspace(0.01, 1.0, MSE_CANDIDATES).tolist():
+        scale, zp = observer._calculate_qparams(lo * f, hi * f)
+        if per_channel:
+            xq = torch.fake_quantize_per_channel_affine(rows, scale.float(), zp.int(), 0, observer.quant_min,
+                                                        observer.quant_max)
+        else:
+            xq = torch.fake_quantize_per_tensor_affine(rows, float(scale), int(zp), observer.quant_min, observer.quant_max)
+        err = ((xq - rows).double() ** 2).mean(dim=-1).reshape(lo.shape)
+        better = err < best_err
+        best_err = torch.where(better, err, best_err)
+        best_scale = torch.where(better, scale, best_scale)
+        best_zp = torch.where(better, zp, best_zp)
+    return best_scale, best_zp
+
+
+class MSEObserver(MinMaxObserver):
+    """A per-tensor observer whose range is the shrinking of min/max with the smallest quantization MSE.
+
+    It tracks min/max as ``MinMaxObserver`` and keeps a seeded random sample of
+    the values it saw (``MSE_SAMPLE`` per batch); ``calculate_qparams`` tries
+    ``MSE_CANDIDATES`` ranges ``f * [min, max]`` (``f`` from 0.01 to 1) on the
+    observer's own grid (``quant_min``/``quant_max``, ``qscheme``) and returns
+    the scale and zero-point with the smallest MSE on that sample. Min/max is a
+    candidate, so the result is never worse than ``MinMaxObserver``'s on the sample.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.sample: list[torch.Tensor] = []
+        self.generator = torch.Generator().manual_seed(0)
+
+    def forward(self, x_orig: torch.Tensor) -> torch.Tensor:
+        if x_orig.numel() == 0:
+            return x_orig
+        super().forward(x_orig)
+        x = x_orig.detach().reshape(-1).to(self.min_val.dtype)
+        if x.numel() > MSE_SAMPLE:
+            x = x[torch.randperm(x.numel(), generator=self.generator)[:MSE_SAMPLE]]
+        self.sample.append(x)
+        return x_orig
+
+    def calculate_qparams(self):  # type: ignore[override]
+        if not self.sample:
+            return super().calculate_qparams()  # not calibrated: MinMaxObserver's default qparams (and warning)
+        return _best_qparams(self, torch.cat(self.sample).unsqueeze(0), self.min_val, self.max_val, per_channel=False)
+
+
+class PerChannelMSEObserver(PerChannelMinMaxObserver):
+    """:class:`MSEObserver` per channel (for weights): each channel of the last tensor observed gets its own range.
+
+    Meant for weights, which are the same tensor at every calibration batch: it
+    searches on the last tensor seen, over all of its values.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.last: torch.Tensor | None = None
+
+    def forward(self, x_orig: torch.Tensor) -> torch.Tensor:
+        if x_orig.numel() == 0:
+            return x_orig
+        super().forward(x_orig)
+        self.last = x_orig.detach().transpose(0, self.ch_axis).flatten(1).to(self.min_val.dtype)
+        return x_orig
+
+    def calculate_qparams(self):  # type: ignore[override]
+        if self.last is None:
+            return super().calculate_qparams()
+        return _best_qparams(self, self.last, self.min_val, self.max_val, per_channel=True)

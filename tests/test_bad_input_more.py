@@ -179,6 +179,9 @@ CASES = [
     ("compare-bits-data", lambda e: qat.compare_bits(e.ready, e.calib, None, [4]), TypeError, r"data must be a qhelpers.data.Loaders"),
     ("compare-bits-epochs", lambda e: qat.compare_bits(e.ready, e.calib, e.data, [4], epochs=0), ValueError, r"QAT needs at least one epoch"),
     ("compare-bits-lr", lambda e: qat.compare_bits(e.ready, e.calib, e.data, [4], lr=NAN), ValueError, r"lr=nan must be a finite number"),
+    ("compare-bits-clip-str", lambda e: qat.compare_bits(e.ready, e.calib, e.data, [4], clippings="mse"), TypeError, r"clippings must be a list of range rules"),
+    ("compare-bits-clip-dup", lambda e: qat.compare_bits(e.ready, e.calib, e.data, [4], clippings=["mse", "mse"]), ValueError, r"must name each range rule once"),
+    ("compare-bits-clip-bad", lambda e: qat.compare_bits(e.ready, e.calib, e.data, [4], clippings=["l1"]), ValueError, r"clipping='l1' is not a range rule"),
     # ---- sensitivity
     ("layers-str-model", lambda e: ptq.quantizable_layers("m"), TypeError, r"model must be a torch.nn.Module"),
     ("fx-layers-only-str", lambda e: ptq.ptq_fx(e.cnn, e.calib, e.ex, only="conv1"), TypeError, r"only must be a list of layer names"),

@@ -63,3 +63,14 @@ def test_onednn_int8_dot_matches_the_int_mm_result():
     dot = hardware.onednn_int8_dot()
     if dot is not None:
         assert exact == dot, f"oneDNN INT8 dot products: {dot}, but _int_mm exact: {exact}"
+
+
+def test_bf16_dot_products_follow_the_isa():
+    f = hardware.cpu_features()
+    assert f["bf16"] in (True, False, None)
+    dot = hardware.onednn_bf16_dot()
+    assert dot in (True, False, None)
+    if dot:  # oneDNN can only dispatch to BF16 dot products the CPU has
+        assert f["bf16"] is not False
+    if __import__("os").environ.get("ONEDNN_MAX_CPU_ISA") == "AVX2":
+        assert dot is False

@@ -96,3 +96,35 @@ def test_keep_8bit_edges(model):
     assert m.conv1.activation_post_process.quant_max == 7
     with pytest.raises(ValueError, match="keep_8bit"):
         qat.fake_quant_model(model, bits=3, keep_8bit=("fc9",))
+
+
+@pytest.mark.parametrize("clipping", ["mse", "histogram"])
+def test_lowbit_qconfig_clipping_keeps_the_grid(clipping):
+    from qhelpers.ranges import MSEObserver, PerChannelMSEObserver
+
+    qc = qat.lowbit_qconfig(3, clipping=clipping)
+    act, w = qc.activation(), qc.weight()
+    assert (act.quant_min, act.quant_max) == (0, 7) and (w.quant_min, w.quant_max) == (-3, 3)
+    want = MSEObserver if clipping == "mse" else torch.ao.quantization.HistogramObserver
+    assert type(act.activation_post_process) is want
+    if clipping == "mse":
+        assert type(w.activation_post_process) is PerChannelMSEObserver
+
+
+def test_ptq_lowbit_mse_is_closer_to_fp32(model):
+    """At 3 bits, MSE ranges bring the fake-quantized outputs closer to FP32's than min/max ranges."""
+    g = torch.Generator().manual_seed(4)
+    calibration = [torch.rand(32, 1, 28, 28, generator=g) for _ in range(3)]
+    x = torch.rand(64, 1, 28, 28, generator=g)
+    with torch.no_grad():
+        ref = model(x)
+        errs = {c: float(((qat.ptq_lowbit(model, calibration, bits=3, fuse=FUSE_PATTERNS, clipping=c)(x) - ref) ** 2).mean())
+                for c in ("minmax", "mse")}
+    assert errs["mse"] < errs["minmax"], errs
+
+
+def test_clipping_rejects_unknown_rule(model):
+    with pytest.raises(ValueError, match=r"clipping='percentile' is not a range rule; use one of \['minmax', 'mse', 'histogram'\]"):
+        qat.lowbit_qconfig(3, clipping="percentile")
+    with pytest.raises(ValueError, match="clipping='max'"):
+        qat.ptq_lowbit(model, [torch.randn(2, 1, 28, 28)], bits=3, clipping="max")

@@ -181,3 +181,59 @@ def test_other_float_dtypes_calibrate_like_float32():
             r, ref = method(x), method(x.float())
             assert torch.equal(r.min_val, ref.min_val) and torch.equal(r.max_val, ref.max_val)
         assert error_breakdown(x, choose_qparams(x, 4)) == error_breakdown(x.float(), choose_qparams(x, 4))
+
+
+# --- the MSE rule as torch.ao observers ---------------------------------------------------------------
+
+from torch.ao.quantization.observer import MinMaxObserver, PerChannelMinMaxObserver  # noqa: E402
+
+from qhelpers.ranges import MSEObserver, PerChannelMSEObserver  # noqa: E402
+
+
+def _fq_mse(x, scale, zp, qmin, qmax):
+    return float(((torch.fake_quantize_per_tensor_affine(x, float(scale), int(zp), qmin, qmax) - x) ** 2).mean())
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4, 8])
+def test_mse_observer_beats_minmax_on_its_own_grid(outliers, bits):
+    kw = dict(quant_min=0, quant_max=2**bits - 1, dtype=torch.quint8, qscheme=torch.per_tensor_affine)
+    mse_obs, mm_obs = MSEObserver(**kw), MinMaxObserver(**kw)
+    for chunk in outliers.split(5000):  # several calibration batches
+        mse_obs(chunk)
+        mm_obs(chunk)
+    (s, z), (s0, z0) = mse_obs.calculate_qparams(), mm_obs.calculate_qparams()
+    assert _fq_mse(outliers, s, z, 0, 2**bits - 1) < _fq_mse(outliers, s0, z0, 0, 2**bits - 1)
+    assert float(s) < float(s0)  # it clipped the outliers: a finer step
+    assert 0 <= int(z) <= 2**bits - 1
+
+
+def test_mse_observer_matches_mse_range(outliers):
+    """The observer and chapter 01's mse_range try the same shrinkings on the same 3-bit grid: same range."""
+    obs = MSEObserver(quant_min=0, quant_max=7, dtype=torch.quint8, qscheme=torch.per_tensor_affine)
+    obs(outliers[:20000])  # fewer values than its sample size: the observer sees them all
+    scale, _ = obs.calculate_qparams()
+    r = mse_range(outliers, bits=3)
+    assert float(scale) == pytest.approx((float(r.max_val) - float(r.min_val)) / 7, rel=1e-4)
+
+
+def test_mse_observer_keeps_minmax_when_nothing_to_clip():
+    x = torch.arange(8.0) / 4  # exactly the 3-bit grid of [0, 1.75] (scale 0.25, zero-point 0): min/max has no error
+    obs = MSEObserver(quant_min=0, quant_max=7, dtype=torch.quint8, qscheme=torch.per_tensor_affine)
+    obs(x)
+    scale, zero_point = obs.calculate_qparams()
+    assert float(scale) == pytest.approx(0.25) and int(zero_point) == 0
+
+
+def test_per_channel_mse_observer_one_range_per_channel():
+    g = torch.Generator().manual_seed(1)
+    w = torch.randn(6, 3, 5, 5, generator=g) * torch.arange(1, 7).view(6, 1, 1, 1)
+    w[0, 0, 0, 0] = 6.0  # a mild outlier in channel 0
+    kw = dict(quant_min=-3, quant_max=3, dtype=torch.qint8, qscheme=torch.per_channel_symmetric, ch_axis=0)
+    obs, mm = PerChannelMSEObserver(**kw), PerChannelMinMaxObserver(**kw)
+    obs(w)
+    mm(w)
+    (s, z), (s0, _) = obs.calculate_qparams(), mm.calculate_qparams()
+    assert s.shape == (6,) and torch.all(z == 0)
+    assert torch.all(s <= s0) and bool((s < s0).any())
+    err = lambda sc: ((torch.fake_quantize_per_channel_affine(w, sc.float(), z.int(), 0, -3, 3) - w) ** 2).mean()  # noqa: E731
+    assert err(s) < err(s0)
