@@ -193,8 +193,9 @@ def _has_gz(raw: Path, cls: type[datasets.MNIST]) -> bool:
     return all((raw / f).is_file() for f, _ in _files(cls))
 
 
-def _md5(path: Path) -> str:
-    h = hashlib.md5()
+def _digest(path: Path, algorithm: str = "md5") -> str:
+    """The hex digest of a file (md5 for torchvision's files, sha256 for the texts), read 1 MiB at a time."""
+    h = hashlib.new(algorithm)
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
@@ -230,7 +231,7 @@ def _check_idx(path: Path, label: str | None = None) -> None:
 def _check_md5(path: Path, cls: type[datasets.MNIST], label: str | None = None) -> str:
     """Compare an unpacked file's md5 with the data set's; returns it."""
     expected = _UNPACKED_MD5[cls.__name__][path.name]
-    got = _md5(path)
+    got = _digest(path)
     if got != expected:
         raise CorruptDataError(f"{label or path}: md5 {got} of the unpacked data does not match the data set's {expected}")
     return got
@@ -294,9 +295,9 @@ def _stage_from(source: Path, cls: type[datasets.MNIST], stage: Path, check_md5:
             raise FileNotFoundError(f"{src} is missing")
         local = stage / gz_name
         shutil.copyfile(src, local)
-        if check_md5 and _md5(local) != md5:
+        if check_md5 and _digest(local) != md5:
             raise CorruptDataError(
-                f"{src}: md5 {_md5(local)} does not match torchvision's {md5}; the file is corrupt or not the original"
+                f"{src}: md5 {_digest(local)} does not match torchvision's {md5}; the file is corrupt or not the original"
             )
         _unpack(local, stage / _unpacked(gz_name), src)
         _check_idx(stage / _unpacked(gz_name), label=f"{src} (unpacked)")
@@ -627,14 +628,6 @@ def _check_text_name(name: object) -> TextSource:
     return TEXTS[name]
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _check_text_file(path: Path, src: TextSource, label: str, *, checksum: bool = True) -> None:
     """Size always, sha256 if ``checksum``: a :class:`CorruptDataError` naming ``label`` otherwise."""
     got = path.stat().st_size
@@ -642,7 +635,7 @@ def _check_text_file(path: Path, src: TextSource, label: str, *, checksum: bool 
         raise CorruptDataError(f"{label}: {got} bytes, expected {src.size}: the file is "
                                f"{'truncated' if got < src.size else 'too long'} or not the original")
     if checksum:
-        digest = _sha256(path)
+        digest = _digest(path, "sha256")
         if digest != src.sha256:
             raise CorruptDataError(f"{label}: sha256 {digest} does not match the data set's {src.sha256}")
 
