@@ -9,7 +9,6 @@ import warnings
 import numpy as np
 import torch
 from .checks import check_int
-from .hardware import separate_inductor_cache
 
 __all__ = ["setup"]
 
@@ -40,6 +39,8 @@ def setup(seed: int = 0, threads: int = 2, engine: str = "x86", quiet_deprecatio
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
     torch.backends.quantized.engine = engine
+    from .hardware import separate_inductor_cache  # (here: `python -m qhelpers.hardware` must not import itself first)
+
     separate_inductor_cache()
     if quiet_deprecations:
         warnings.filterwarnings("ignore", message=r".*torch\.ao\.quantization.*deprecated.*")
