@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -41,14 +42,26 @@ def stop_while_sleeping(argv: list[str], marker: Path, signum: int) -> tuple[int
     """Start the CLI, wait for the kernel's marker, send ``signum``; (exit code, stderr, seconds to stop, kernel pid)."""
     marker.unlink(missing_ok=True)
     env = dict(os.environ, MARKER=str(marker))
-    proc = subprocess.Popen([sys.executable, "-m", "qhelpers.book", *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not (marker.is_file() and marker.read_text()):
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.1)
-    sent = time.monotonic()
-    proc.send_signal(signum)
-    _, err = proc.communicate(timeout=60)
+    # A shell without job control starts background jobs with SIGINT ignored (`cmd &`, nohup), and an ignored signal
+    # stays ignored through exec: Python would then never raise KeyboardInterrupt. Give the CLI the default handler
+    # a terminal's Ctrl-C meets, whatever ran this test.
+    proc = subprocess.Popen([sys.executable, "-m", "qhelpers.book", *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 120
+        while not (marker.is_file() and marker.read_text()):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.1)
+        sent = time.monotonic()
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:  # a failed test leaves no run (and no kernel) behind
+            proc.kill()
+            proc.communicate()
+            if marker.is_file() and marker.read_text():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(marker.read_text()), signal.SIGKILL)
     return proc.returncode, err, time.monotonic() - sent, int(marker.read_text())
 
 
