@@ -2,6 +2,7 @@
 #   make course   create .venv if absent, install, resolve the data, run every chapter into build/
 #   make test     unit tests, then nbval regression checks of the committed notebooks
 #   make test-avx2  the same suite with every kernel library capped at AVX2 without VNNI (the other CPU class)
+#   make course-avx2  the course on that class (e.g. `make course-avx2 PROFILE=smoke`, which CI runs on both classes)
 #   make lab      JupyterLab on notebooks/ with the course's kernel
 #   make book     the book (build/committed/book/index.html) from the committed notebooks, without running them
 SHELL := /bin/bash
@@ -14,7 +15,7 @@ ifneq ($(wildcard ../shared/data),)
 export QHELPERS_DATA_MIRROR ?= $(abspath ../shared/data)
 endif
 
-.PHONY: course test test-avx2 unit nbval data notebooks lab book clean
+.PHONY: course course-avx2 test test-avx2 unit nbval data notebooks lab book clean
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -41,6 +42,10 @@ book: $(VENV)/.installed
 test-avx2: data
 	caps="$$($(PY) -m qhelpers.hardware --caps)" && env $$caps $(PY) -m qhelpers.hardware --expect avx2 \
 	  && env $$caps $(MAKE) --no-print-directory unit nbval PYTEST_ARGS='-m "not browser"'
+
+course-avx2: data
+	caps="$$($(PY) -m qhelpers.hardware --caps)" && env $$caps $(PY) -m qhelpers.hardware --expect avx2 \
+	  && env $$caps $(PY) -m qhelpers.book run --profile $(PROFILE)
 
 # PYTEST_ARGS: e.g. -m "not browser" (test-avx2 skips the browser tests: the pages and JupyterLab do not depend on the CPU)
 unit: data

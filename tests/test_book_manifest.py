@@ -276,3 +276,23 @@ def test_book_yml_offers_the_data_sets_qhelpers_loads():
     offered = {ch.id: set(ch.parameters["dataset"].choices) for ch in load_book(check_notebooks=False).chapters
                if "dataset" in ch.parameters}
     assert offered and all(choices == set(DATASETS) for choices in offered.values()), offered
+
+
+def test_papermill_reads_every_parameters_cell_without_a_warning(caplog):
+    """papermill parses the cell line by line and gives up (``Unable to parse line``) on a comment containing ``=``:
+    instructors running papermill would see the notice and `papermill --help-notebook` would miss the parameter."""
+    import logging
+
+    from papermill.translators import PythonTranslator
+
+    import nbformat
+
+    from qhelpers.book import notebook_parameters
+
+    for chapter in load_book(check_notebooks=False).chapters:
+        cell = next(c for c in nbformat.read(chapter.notebook, as_version=4).cells if "parameters" in c.metadata.get("tags", []))
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="papermill"):
+            found = {p.name for p in PythonTranslator.inspect(cell)}
+        assert not caplog.records, f"{chapter.notebook.name}: {[r.getMessage() for r in caplog.records]}"
+        assert found == set(notebook_parameters(chapter.notebook)), chapter.notebook.name
