@@ -47,10 +47,12 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-import nbformat
 import yaml
+
+if TYPE_CHECKING:
+    import nbformat
 
 __all__ = [
     "BookError", "Parameter", "Rule", "Chapter", "Book", "load_book", "find_book",
@@ -270,6 +272,8 @@ def parse_assignments(items: Iterable[str], *, lists: bool = False) -> dict[str,
 
 def read_notebook(path: Path | str) -> nbformat.NotebookNode:
     """The notebook at ``path`` (as nbformat 4); ``BookError`` saying why if it cannot be read or is not a notebook."""
+    import nbformat  # here, not at the top: chapters import this module and need no notebook reader
+
     path = Path(path)
     if path.is_dir():
         raise BookError(f"{path} is a folder; give the path of a .ipynb notebook")
