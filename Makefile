@@ -39,13 +39,14 @@ book: $(VENV)/.installed
 
 # The CPU class of most laptops and of AMD Zen 1-3: AVX2, no AVX-512 and no VNNI. The libraries read the
 # variables of `qhelpers.hardware --caps` when they load; `--expect avx2` checks that they took effect.
+# AVX2_ENV runs the command after it with the caps, once `--expect avx2` has checked them.
+AVX2_ENV = caps="$$($(PY) -m qhelpers.hardware --caps)" && env $$caps $(PY) -m qhelpers.hardware --expect avx2 && env $$caps
+
 test-avx2: data
-	caps="$$($(PY) -m qhelpers.hardware --caps)" && env $$caps $(PY) -m qhelpers.hardware --expect avx2 \
-	  && env $$caps $(MAKE) --no-print-directory unit nbval PYTEST_ARGS='-m "not browser"'
+	$(AVX2_ENV) $(MAKE) --no-print-directory unit nbval PYTEST_ARGS='-m "not browser"'
 
 course-avx2: data
-	caps="$$($(PY) -m qhelpers.hardware --caps)" && env $$caps $(PY) -m qhelpers.hardware --expect avx2 \
-	  && env $$caps $(PY) -m qhelpers.book run --profile $(PROFILE)
+	$(AVX2_ENV) $(PY) -m qhelpers.book run --profile $(PROFILE)
 
 # PYTEST_ARGS: e.g. -m "not browser" (test-avx2 skips the browser tests: the pages and JupyterLab do not depend on the CPU)
 unit: data
