@@ -77,7 +77,7 @@ def _module_aliases(tree: ast.AST) -> set[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and (node.level > 0 or (node.module or "").startswith("qhelpers")):
             for alias in node.names:
-                if alias.name in LAYERS or alias.name in ("book", "manifest", "runner", "report", "sweep", "files", "kernel"):
+                if alias.name in LAYERS or alias.name in ("book", "manifest", "runner", "report", "sweep", "sweeps", "files", "kernel"):
                     names.add(alias.asname or alias.name)
         elif isinstance(node, ast.Import):
             for alias in node.names:
@@ -160,3 +160,25 @@ def test_notebooks_import_qhelpers_modules_by_their_full_names():
         "quant as Q", "qhelpers.data as qdata"]
     aliased = [f"{where}: {a}" for where, tree, _, _ in _notebook_sources() for a in _aliases(tree)]
     assert not aliased, "write qhelpers' names out in the notebooks (no D, C, Q ... aliases):\n" + "\n".join(aliased)
+
+
+def test_no_public_name_of_a_package_is_shadowed_by_its_submodules():
+    """Importing a submodule sets it as an attribute of its package: a lazily loaded function named like a
+    submodule (``book.sweep`` beside ``book/sweep.py``) became the module once anything imported the
+    submodule, and ``from qhelpers.book import sweep`` then depended on test order. Import every submodule
+    first, then every exported name must still be what the package exports, not a module."""
+    import importlib
+    import pkgutil
+    import types
+
+    import qhelpers
+
+    packages = [qhelpers] + [importlib.import_module(f"qhelpers.{m.name}")
+                             for m in pkgutil.iter_modules(qhelpers.__path__) if m.ispkg]
+    for package in packages:
+        for m in pkgutil.iter_modules(package.__path__):
+            if m.name != "__main__":
+                importlib.import_module(f"{package.__name__}.{m.name}")
+    shadowed = [f"{package.__name__}.{name}" for package in packages for name in getattr(package, "__all__", [])
+                if isinstance(getattr(package, name), types.ModuleType)]
+    assert not shadowed, f"exported names that became submodules: {shadowed}"

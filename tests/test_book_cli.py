@@ -22,7 +22,7 @@ def book_path(tmp_path, monkeypatch):
     monkeypatch.setattr("qhelpers.book.runner.execute_in_place", no_kernel)
     import sys
 
-    monkeypatch.setattr(sys.modules["qhelpers.book.sweep"], "execute_papermill", no_kernel)
+    monkeypatch.setattr(sys.modules["qhelpers.book.sweeps"], "execute_papermill", no_kernel)
     return path
 
 

@@ -7,7 +7,7 @@ import yaml
 
 from book_fixtures import tiny_book, write_notebook
 from qhelpers.book import BookError, Rule, load_book, plan
-from qhelpers.book.sweep import grid_points
+from qhelpers.book.sweeps import grid_points
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import pytest
 
 from book_fixtures import tiny_book
 from qhelpers.book import BookError, load_book
-from qhelpers.book.sweep import flatten, grid_points, plot_sweep, write_table
+from qhelpers.book.sweeps import flatten, grid_points, plot_sweep, write_table
 
 
 @pytest.fixture

@@ -19,13 +19,13 @@ if TYPE_CHECKING:
     from .kernel import Interrupted, NotebookFailed
     from .runner import execute_all_in_place, plan, run
     from .site import build_book
-    from .sweep import sweep
+    from .sweeps import sweep
 
 # Every chapter imports this package for `check_parameters`; the runner's kernel client (jupyter_client, zmq,
 # nbformat and its JSON-schema validator) and the book's renderer load only when one of their names is used:
 # about a second less per chapter.
 _LAZY = {"Interrupted": "kernel", "NotebookFailed": "kernel", "execute_all_in_place": "runner", "plan": "runner",
-         "run": "runner", "sweep": "sweep", "build_book": "site"}
+         "run": "runner", "sweep": "sweeps", "build_book": "site"}
 
 
 def __getattr__(name: str) -> Any:

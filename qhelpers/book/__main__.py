@@ -176,7 +176,7 @@ def _command(args: argparse.Namespace) -> int:
         run(book, args.profile, args.only, parse_assignments(args.param), out=args.out,
             progress=not args.no_progress, log_output=args.log_output, html=not args.no_html)
     elif args.command == "sweep":
-        from .sweep import sweep
+        from .sweeps import sweep
 
         sweep(book, args.chapter, parse_assignments(args.param, lists=True), profile=args.profile, out=args.out,
               progress=not args.no_progress, keep_going=args.keep_going)
