@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from types import SimpleNamespace
 
 import nbformat
 import pytest
@@ -74,11 +75,11 @@ def stubbed(tmp_path, monkeypatch):
         nbformat.write(nb, output)
         if what != "ok":
             raise what  # type: ignore[misc]
-        write_json(output.parent / "results" / f"{cid}.json", {"value": 1})
+        write_json(output.parent / "results" / f"{cid}.json", {"value": 1, "err": 0.0625, "bits_seen": 4})  # alpha's headline
         return 0.1
 
     monkeypatch.setattr("qhelpers.book.runner.execute_papermill", fake)
-    monkeypatch.setattr("qhelpers.book.environment.capture", lambda: {"date": "stubbed"})
+    monkeypatch.setattr("qhelpers.book.environment.start_capture", lambda: SimpleNamespace(result=lambda: {"date": "stubbed"}))
     return book, behaviour, seen
 
 
@@ -135,3 +136,12 @@ def test_cli_interrupt_is_one_line_with_exit_code_130(stubbed, capsys):
     behaviour["alpha"] = Interrupted(signum=15)
     assert main(["--book", str(book.path), "run", "--no-progress", "--no-html"]) == 143
     assert capsys.readouterr().err.startswith("interrupted (SIGTERM): chapter 'alpha'")
+
+
+def test_the_environment_probe_runs_beside_the_caller_and_reports_its_own_failures():
+    from qhelpers.book.environment import start_capture
+
+    probe = start_capture()  # returns at once: the child imports torch while the caller goes on
+    env = probe.result()
+    assert env["versions"]["torch"] and env["threads"] >= 1 and env["cpu"].startswith("AVX2 ")
+    assert start_capture(timeout=0.01).result() == {"error": "the environment probe took more than 0 s"}

@@ -11,7 +11,7 @@ import nbformat
 import pytest
 
 from book_fixtures import tiny_book, write_notebook
-from qhelpers.book import NotebookFailed, execute_all_in_place, load_book, run, sweep
+from qhelpers.book import BookError, NotebookFailed, execute_all_in_place, load_book, run, sweep
 
 pytestmark = pytest.mark.slow
 
@@ -65,6 +65,19 @@ def test_run_builds_the_book_with_the_environment(smoke):
     assert env["versions"]["torch"] and env["threads"] >= 1 and env["cpu"].startswith("AVX2 ")
     dashboard = (out / "book" / "dashboard.html").read_text()
     assert env["cpu_model"] in dashboard and env["versions"]["torch"] in dashboard and "0.0625" in dashboard
+
+
+def test_a_chapter_that_records_less_than_its_headline_fails_the_run(tmp_path):
+    path = tiny_book(tmp_path)
+    path.write_text(path.read_text().replace("[err, bits_seen]", "[err, bits_used]"))
+    book = load_book(path)
+    with pytest.raises(BookError) as info:
+        run(book, "full", only=["alpha"], progress=False, html=False, environment=False)
+    message = str(info.value)
+    assert "chapter 'alpha' (01_alpha.ipynb) ran but recorded no bits_used" in message and "book.yml" in message
+    run_info = json.loads((tmp_path / "build" / "full" / "run.json").read_text())["chapters"]["alpha"]
+    assert run_info["status"] == "failed" and "bits_used" in run_info["error"]
+    assert json.loads((tmp_path / "build" / "full" / "results.json").read_text())["alpha"]["err"] == 2.0 ** -8
 
 
 def test_failing_chapter_stops_with_cell_and_keeps_partial_notebook(smoke):

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from typing import Any
 
-__all__ = ["capture"]
+__all__ = ["capture", "start_capture", "Probe"]
 
 _PROBE = r"""
 import datetime, importlib.metadata as md, json, os, platform
@@ -36,16 +36,36 @@ print(json.dumps({
 """
 
 
+class Probe:
+    """The environment probe running in its child process: :meth:`result` waits for it (``{"error": ...}`` on failure)."""
+
+    def __init__(self, timeout: float = 300) -> None:
+        self.timeout = timeout
+        self._proc = subprocess.Popen([sys.executable, "-c", _PROBE], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True, start_new_session=True)  # a Ctrl-C stops the run, not the probe
+
+    def result(self) -> dict[str, Any]:
+        try:
+            out, err = self._proc.communicate(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.communicate()
+            return {"error": f"the environment probe took more than {self.timeout:.0f} s"}
+        if self._proc.returncode != 0:
+            last = (err.strip().splitlines() or ["no output"])[-1]
+            return {"error": f"the environment probe failed: {last}"}
+        try:
+            return json.loads(out.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            return {"error": "the environment probe printed no JSON"}
+
+
+def start_capture(timeout: float = 300) -> Probe:
+    """Start measuring the environment in a child process (a few seconds: it imports torch) and return at once;
+    the runner starts it beside the first chapter's kernel and reads :meth:`Probe.result` after that chapter."""
+    return Probe(timeout)
+
+
 def capture(timeout: float = 300) -> dict[str, Any]:
     """The environment of this run, as one JSON-ready dict; ``{"error": ...}`` if the probe could not run."""
-    try:
-        proc = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"error": f"the environment probe took more than {timeout:.0f} s"}
-    if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"error": f"the environment probe failed: {last}"}
-    try:
-        return json.loads(proc.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        return {"error": "the environment probe printed no JSON"}
+    return start_capture(timeout).result()

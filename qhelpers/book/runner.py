@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from ..record import RESULTS_ENV, read_results
+from .dashboard import headline_names
 from .files import build_dir, read_json, update_json, write_json
 from .kernel import Interrupted, NotebookFailed, execute_in_place, execute_papermill
 from .manifest import FULL, Book, BookError, Chapter, did_you_mean
@@ -91,7 +92,8 @@ def run(
     With ``environment`` the machine (CPU, kernels' ISA, threads, versions) is
     measured first and kept in run.json for the dashboard; with ``html`` the book is
     built at the end. Stops at the first failing chapter with :class:`NotebookFailed`,
-    or on Ctrl-C with :class:`Interrupted` (after writing results, run.json and the
+    with :class:`BookError` at the first chapter that ran but did not record every
+    name its headline in book.yml shows, or on Ctrl-C with :class:`Interrupted` (after writing results, run.json and the
     book for what did run).
     """
     todo = plan(book, profile, only, params)
@@ -102,12 +104,15 @@ def run(
     state.update(title=book.title, profile=profile, book=str(book.path))
     state.setdefault("chapters", {})
     if environment:
-        from .environment import capture
-
-        _say("measuring this machine (CPU, INT8 kernels, versions) for the results dashboard")
-        state["environment"] = capture()
+        state.pop("environment", None)  # an earlier run's machine is not this one's: measured below
     write_json(run_file, state)
     read_json(results_file)  # a corrupt file is reported now, not after the first chapter
+    probe = None
+    if environment:  # measured in a child process beside the first chapter's kernel start (no timing is involved)
+        from .environment import start_capture
+
+        _say("measuring this machine (CPU, INT8 kernels, versions) for the results dashboard")
+        probe = start_capture()
     collected: dict[str, dict[str, Any]] = {}
     failure: BaseException | None = None
     total = time.perf_counter()
@@ -143,10 +148,22 @@ def run(
         if failure:
             status["seconds"] = round(time.perf_counter() - began, 1)
         collected[ch.id] = read_results(chapter_results)
+        missing = sorted(headline_names(ch) - set(collected[ch.id])) if not failure else []
+        if missing:  # the book's headline would show empty cells: a chapter that skipped its records is not done
+            failure = BookError(f"chapter {ch.id!r} ({ch.notebook.name}) ran but recorded no {', '.join(missing)}: its headline "
+                                f"in {book.path.name} shows them, so a cell that calls qhelpers.record(...) for them was skipped "
+                                f"or renamed; the executed notebook is {output}")
+            status.update(status="failed", error=str(failure))
+            _say(f"      but it recorded no {', '.join(missing)}")
         update_json(results_file, ch.id, collected[ch.id])
         update_json(run_file, ch.id, status, key="chapters")
+        if probe is not None:
+            update_json(run_file, "environment", probe.result())
+            probe = None
         if failure:
             break
+    if probe is not None:
+        update_json(run_file, "environment", probe.result())
     _say(f"{len(collected)} chapter(s) in {time.perf_counter() - total:.1f} s; results in {results_file}")
     if html:
         from .site import BOOK, build_book
