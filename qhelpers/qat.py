@@ -71,7 +71,7 @@ from .data import Loaders, shuffled
 from .ptq import Fuse, calibrate, check_calibration, check_granularity, fuse as fuse_model
 from .quant import PerChannel, PerTensor, quant_range
 from .ranges import MSEObserver, PerChannelMSEObserver
-from .train import History, TrainConfig, cached, fit
+from .train import History, TrainConfig, cached, fit, validation_loader
 
 __all__ = [
     "FakeQuantizedModel", "Int8Linear", "lowbit_qconfig", "fake_quant_model", "ptq_lowbit", "qat_lowbit", "freeze",
@@ -360,7 +360,7 @@ def qat_lowbit(
     train = shuffled(data.train.dataset, data.train.batch_size, seed)
 
     def train_fn(m: nn.Module) -> History:
-        return fit(m, train, data.val, epochs=epochs, lr=lr, momentum=config.momentum, weight_decay=config.weight_decay,
+        return fit(m, train, validation_loader(data), epochs=epochs, lr=lr, momentum=config.momentum, weight_decay=config.weight_decay,
                    seed=seed, desc=f"training {config.model} on {config.dataset}", max_grad_norm=QAT_MAX_GRAD_NORM)
 
     trained, history, was_cached = cached(build, config, train_fn)

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from qhelpers import train
 from qhelpers.data import Loaders
-from qhelpers.train import TrainConfig, TrainingDivergedError, code_key, evaluate, fit, predict, train_or_load
+from qhelpers.train import TrainConfig, TrainingDivergedError, code_key, evaluate, fit, predict, train_or_load, validation_loader
 
 
 def _blobs(n: int = 400, seed: int = 0) -> TensorDataset:
@@ -414,3 +414,28 @@ def test_fit_clips_the_gradient_norm_when_asked():
     for bad, exc in ((0.0, ValueError), (-1.0, ValueError), (float("nan"), ValueError), ("1", TypeError)):
         with pytest.raises(exc, match="max_grad_norm"):
             fit(_mlp(), _loaders().train, None, epochs=1, max_grad_norm=bad)
+
+
+def _split_loaders(n_train: int, n_val: int) -> Loaders:
+    def part(n):
+        return DataLoader(TensorDataset(torch.randn(n, 1, 4, 4), torch.zeros(n, dtype=torch.long)), batch_size=100)
+    return Loaders(train=part(n_train), val=part(n_val), test=part(10), dataset="mnist")
+
+
+@pytest.mark.parametrize("n_train, n_val, expected", [
+    (1000, 5000, 1000), (2048, 5000, 2048), (300, 5000, 1000), (55000, 5000, 5000), (5000, 5000, 5000), (200, 800, 800),
+])
+def test_validation_loader_validates_on_at_most_as_many_images_as_train(n_train, n_val, expected):
+    data = _split_loaders(n_train, n_val)
+    val = validation_loader(data)
+    assert len(val.dataset) == expected and val.batch_size == 100
+    assert (val is data.val) == (expected == n_val)
+    first = next(iter(val))[0]
+    assert torch.equal(first, data.val.dataset.tensors[0][:100])  # the first images of the split, in order
+
+
+def test_validation_loader_refuses_what_is_not_split_loaders():
+    with pytest.raises(TypeError, match="must be a qhelpers.data.Loaders"):
+        validation_loader([1, 2])
+    with pytest.raises(ValueError, match="at_least"):
+        validation_loader(_split_loaders(10, 20), at_least=0)
