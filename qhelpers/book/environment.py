@@ -11,7 +11,7 @@ import subprocess
 import sys
 from typing import Any
 
-__all__ = ["capture", "start_capture", "Probe"]
+__all__ = ["start_capture", "Probe"]
 
 _PROBE = r"""
 import datetime, importlib.metadata as md, json, os, platform
@@ -37,7 +37,8 @@ print(json.dumps({
 
 
 class Probe:
-    """The environment probe running in its child process: :meth:`result` waits for it (``{"error": ...}`` on failure)."""
+    """The environment probe running in its child process: :meth:`result` waits for it and returns the environment
+    as one JSON-ready dict (``{"error": ...}`` if the probe could not run)."""
 
     def __init__(self, timeout: float = 300) -> None:
         self.timeout = timeout
@@ -64,8 +65,3 @@ def start_capture(timeout: float = 300) -> Probe:
     """Start measuring the environment in a child process (a few seconds: it imports torch) and return at once;
     the runner starts it beside the first chapter's kernel and reads :meth:`Probe.result` after that chapter."""
     return Probe(timeout)
-
-
-def capture(timeout: float = 300) -> dict[str, Any]:
-    """The environment of this run, as one JSON-ready dict; ``{"error": ...}`` if the probe could not run."""
-    return start_capture(timeout).result()
