@@ -63,5 +63,5 @@ class Probe:
 
 def start_capture(timeout: float = 300) -> Probe:
     """Start measuring the environment in a child process (a few seconds: it imports torch) and return at once;
-    the runner starts it beside the first chapter's kernel and reads :meth:`Probe.result` after that chapter."""
+    the runner starts it before the first chapter and reads :meth:`Probe.result` after the last."""
     return Probe(timeout)

@@ -90,7 +90,7 @@ def run(
     notebook removed) before its kernel starts, then ``ok``, ``failed`` or
     ``interrupted``: no book shows an earlier run's status beside a new notebook.
     With ``environment`` the machine (CPU, kernels' ISA, threads, versions) is
-    measured first and kept in run.json for the dashboard; with ``html`` the book is
+    measured in a child process while the chapters run and kept in run.json for the dashboard; with ``html`` the book is
     built at the end. Stops at the first failing chapter with :class:`NotebookFailed`,
     with :class:`BookError` at the first chapter that ran but did not record every
     name its headline in book.yml shows, or on Ctrl-C with :class:`Interrupted` (after writing results, run.json and the
@@ -108,7 +108,7 @@ def run(
     write_json(run_file, state)
     read_json(results_file)  # a corrupt file is reported now, not after the first chapter
     probe = None
-    if environment:  # measured in a child process beside the first chapter's kernel start (no timing is involved)
+    if environment:  # a child process that finishes during the first chapter's start (it times nothing)
         from .environment import start_capture
 
         _say("measuring this machine (CPU, INT8 kernels, versions) for the results dashboard")
@@ -157,9 +157,6 @@ def run(
             _say(f"      but it recorded no {', '.join(missing)}")
         update_json(results_file, ch.id, collected[ch.id])
         update_json(run_file, ch.id, status, key="chapters")
-        if probe is not None:
-            update_json(run_file, "environment", probe.result())
-            probe = None
         if failure:
             break
     if probe is not None:
