@@ -78,6 +78,7 @@ __all__ = [
     "load",
     "split",
     "Loaders",
+    "check_loaders",
     "loaders",
     "TEXTS",
     "TextSource",
@@ -508,6 +509,13 @@ class Loaders:
     val: DataLoader
     test: DataLoader
     dataset: str
+
+
+def check_loaders(data: object) -> Loaders:
+    """``data`` if it is a :class:`Loaders`; otherwise a TypeError saying what to pass."""
+    if not isinstance(data, Loaders):
+        raise TypeError(f"data must be a qhelpers.data.Loaders (e.g. qhelpers.data.loaders('mnist')), not {type(data).__name__}")
+    return data
 
 
 def loaders(

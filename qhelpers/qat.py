@@ -67,7 +67,7 @@ from torch.ao.quantization import (
 )
 
 from .checks import SEED_MAX, check_float_model, check_int
-from .data import Loaders, shuffled
+from .data import Loaders, check_loaders, shuffled
 from .ptq import Fuse, calibrate, check_calibration, check_granularity, fuse as fuse_model
 from .quant import PerChannel, PerTensor, quant_range
 from .ranges import MSEObserver, PerChannelMSEObserver
@@ -146,12 +146,6 @@ def _check_training(epochs: object, lr: object, seed: object) -> None:
     if not (math.isfinite(lr) and lr > 0):
         raise ValueError(f"lr={lr} must be a finite number > 0, e.g. 0.01")
     check_int("seed", seed, 0, SEED_MAX)
-
-
-def _check_data(data: object) -> Loaders:
-    if not isinstance(data, Loaders):
-        raise TypeError(f"data must be a qhelpers.data.Loaders (e.g. qhelpers.data.loaders('mnist')), not {type(data).__name__}")
-    return data
 
 
 def _check_calibration_tensors(calibration: object) -> None:
@@ -330,7 +324,7 @@ def qat_lowbit(
     _check_training(epochs, lr, seed)
     keep_8bit = _check_model_setup(model, bits, fuse, granularity, keep_8bit)
     _check_calibration_tensors(calibration)
-    _check_data(data)
+    check_loaders(data)
     if not isinstance(name, str):
         raise TypeError(f"name={name!r} must be a string (it names the cached fine-tune)")
 
@@ -405,7 +399,7 @@ def compare_bits(
         raise ValueError(f"bit_widths={list(bit_widths)} repeats a bit-width: give each once")
     keep_8bit = _check_model_setup(model, bit_widths[0], fuse, granularity, keep_8bit)
     _check_calibration_tensors(calibration)
-    _check_data(data)
+    check_loaders(data)
     _check_training(epochs, lr, seed)
     if isinstance(clippings, str) or not isinstance(clippings, Iterable):
         raise TypeError(f"clippings must be a list of range rules, e.g. ['minmax', 'mse'], not {clippings!r}")

@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Subset
 from tqdm.std import tqdm
 
 from .checks import SEED_MAX, check_int
-from .data import Loaders, data_dir
+from .data import Loaders, check_loaders, data_dir
 from .record import atomic_open
 from .transformer import check_ids, lm_loss
 
@@ -548,8 +548,7 @@ def validation_loader(data: Loaders, *, at_least: int = 1000) -> DataLoader:
     ``max(training images, at_least)``. The validation figure only tracks progress; a quick run on 1,000 images would
     otherwise spend five times its training time on validating 5,000. Training itself does not depend on it.
     """
-    if not isinstance(data, Loaders):
-        raise TypeError(f"data must be a qhelpers.data.Loaders (e.g. from qhelpers.data.loaders()), not {type(data).__name__}")
+    check_loaders(data)
     check_int("at_least", at_least, 1)
     n_train, n_val = len(data.train.dataset), len(data.val.dataset)  # type: ignore[arg-type]
     keep = max(n_train, at_least)
@@ -576,8 +575,7 @@ def train_or_load(
                         + (" (pass the class or a function, not a model instance)" if isinstance(build, nn.Module) else ""))
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, not {type(config).__name__}")
-    if not isinstance(data, Loaders):
-        raise TypeError(f"data must be a qhelpers.data.Loaders (e.g. from qhelpers.data.loaders()), not {type(data).__name__}")
+    check_loaders(data)
     if data.dataset != config.dataset:
         raise ValueError(f"config is for {config.dataset!r} but the loaders hold {data.dataset!r}")
     if data.train.batch_size != config.batch_size:
