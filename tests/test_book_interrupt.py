@@ -103,3 +103,21 @@ def test_interrupted_execute_in_place_leaves_the_notebook_unchanged(tmp_path):
     assert not alive(kernel)
     assert nb.read_text() == text
     assert [p.name for p in nb.parent.iterdir()] == ["01_sleepy.ipynb"]
+
+
+def test_the_kernels_own_log_stays_out_of_the_terminal_and_cell_output_stays_in_the_notebook(tmp_path):
+    """What the kernel process logs to its own stderr (e.g. tornado's traceback from a shutdown race after Ctrl-C)
+    is not printed under the CLI's messages; what a cell writes to sys.stderr is in the notebook."""
+    book = sleepy_book(tmp_path)
+    nb = tmp_path / "notebooks" / "01_sleepy.ipynb"
+    write_notebook(nb, "secs = 0  # seconds to sleep",
+                   "import os, sys\nsys.__stderr__.write('KERNEL-LOG-LINE\\n'); sys.__stderr__.flush()\n"
+                   "os.write(2, b'CELL-FD-LINE\\n')\nprint('CELL-PY-LINE', file=sys.stderr)\n"
+                   "import pathlib; pathlib.Path(os.environ['MARKER']).write_text(str(os.getpid()))")
+    env = dict(os.environ, MARKER=str(tmp_path / "marker"))
+    proc = subprocess.run([sys.executable, "-m", "qhelpers.book", "--book", str(book), "execute-in-place", str(nb)],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "KERNEL-LOG-LINE" not in proc.stderr + proc.stdout and "CELL-FD-LINE" not in proc.stderr + proc.stdout
+    outputs = json.dumps([c.get("outputs", []) for c in json.loads(nb.read_text())["cells"]])
+    assert "CELL-PY-LINE" in outputs

@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -66,6 +67,15 @@ class CurrentEnvKernelManager(KernelManager):
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
         _KERNELS.add(self)  # so that an interrupted run can stop the kernel it started
+
+    async def _async_pre_start_kernel(self, **kw: Any) -> tuple[list[str], dict[str, Any]]:
+        # The kernel process's own stderr is its log, not the notebook's output (cells' sys.stdout/sys.stderr come
+        # over ZMQ). Inherited, it printed e.g. tornado's "Uncaught exception in ZMQStream callback" traceback from a
+        # shutdown race after Ctrl-C into the terminal, under our one-line message. (Raw writes to file descriptor 2
+        # by C code in a cell went there too and are dropped now; as in JupyterLab, they never reach the notebook.)
+        # (Here and not in _async_start_kernel: the synchronous start_kernel is bound to the base class's.)
+        kw.setdefault("stderr", subprocess.DEVNULL)
+        return await super()._async_pre_start_kernel(**kw)
 
     async def _async_interrupt_kernel(self) -> None:
         # jupyter_client interrupts a kernel before every shutdown. After an interrupted cell that second SIGINT can
