@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from types import SimpleNamespace
 
@@ -143,5 +144,5 @@ def test_the_environment_probe_runs_beside_the_caller_and_reports_its_own_failur
 
     probe = start_capture()  # returns at once: the child imports torch while the caller goes on
     env = probe.result()
-    assert env["versions"]["torch"] and env["threads"] >= 1 and env["cpu"].startswith("AVX2 ")
+    assert env["versions"]["torch"] and env["threads"] >= 1 and re.search(r"\bAVX2 (yes|no|unknown)\b", env["cpu"])
     assert start_capture(timeout=0.01).result() == {"error": "the environment probe took more than 0 s"}
