@@ -24,7 +24,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .weight_only import fake_quantize
+from .checks import check_int, check_tensor
+from .weight_only import check_args, check_group_size, check_weight, choose_qparams, fake_quantize
 
 __all__ = ["AwqSearch", "awq_search", "activation_aware_weight"]
 
@@ -59,11 +60,9 @@ def awq_search(
     (e.g. from :func:`qhelpers.activations.capture_inputs`). ``alpha = 0`` is
     round-to-nearest, so the search never does worse than RTN on these inputs.
     """
-    if inputs.dim() != 2 or inputs.shape[1] != weight.shape[1]:
-        raise ValueError(f"inputs must be (tokens, {weight.shape[1]}), got {tuple(inputs.shape)}")
-    if isinstance(grid, bool) or not isinstance(grid, int) or grid < 1:
-        raise ValueError(f"grid={grid!r} must be a positive int")
+    _check_search(weight, inputs, bits, group_size, symmetric, grid)
     w = weight.detach().float()
+    inputs = inputs.detach().float()  # e.g. FP16 activations; FP32 ones are used as they are
     x_mean = inputs.abs().mean(dim=0)
     reference = inputs @ w.T
     errors: dict[float, float] = {}
@@ -85,3 +84,15 @@ def activation_aware_weight(weight: torch.Tensor, inputs: torch.Tensor, bits: in
                             symmetric: bool = False, grid: int = 20) -> torch.Tensor:
     """The effective weight ``Q(W * s) / s`` of the best ``alpha`` (see :func:`awq_search`)."""
     return awq_search(weight, inputs, bits, group_size, symmetric, grid).weight
+
+
+def _check_search(weight: object, inputs: object, bits: object, group_size: object, symmetric: object, grid: object) -> None:
+    check_weight(weight, "weight")
+    check_tensor("inputs", inputs)
+    if inputs.dim() != 2 or inputs.shape[1] != weight.shape[1]:
+        raise ValueError(f"inputs must be (tokens, {weight.shape[1]}), got {tuple(inputs.shape)}: the layer's inputs "
+                         "flattened over batch and positions (capture_inputs gives them so)")
+    check_args(bits, group_size, symmetric)
+    check_int("grid", grid, 1)
+    check_group_size(weight.shape[1], group_size)
+    choose_qparams(weight.detach().float(), bits, group_size, symmetric)  # the scales of alpha = 0 (RTN) must fit FP16

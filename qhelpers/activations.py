@@ -9,32 +9,32 @@ turn them into the per-channel statistics those methods use.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Callable, Iterable
 
 import torch
 from torch import nn
 
+from .checks import check_function, check_module, check_positive, check_selected, check_tensor, describe
+from .weight_only import in_blocks
+
 __all__ = ["capture_inputs", "channel_absmax", "outlier_channels"]
-
-
-def _default_include(name: str, module: nn.Module) -> bool:
-    return isinstance(module, nn.Linear) and name.startswith("h.")
 
 
 @torch.inference_mode()
 def capture_inputs(
     model: nn.Module,
     batches: Iterable[torch.Tensor] | torch.Tensor,
-    include: Callable[[str, nn.Module], bool] = _default_include,
+    include: Callable[[str, nn.Module], bool] = in_blocks,
 ) -> dict[str, torch.Tensor]:
     """The inputs of every layer ``include(name, module)`` selects, over all ``batches``: ``{name: (tokens, in_features)}``.
 
     ``batches`` is one input tensor or an iterable of them (e.g. token ids
     ``(B, T)`` for a language model). The model runs in eval mode; hooks are
-    removed afterwards, also on error.
+    removed afterwards, also on error. The default ``include`` takes the
+    ``nn.Linear`` layers inside the blocks of a :class:`~qhelpers.transformer.GPT`.
     """
-    if isinstance(batches, torch.Tensor):
-        batches = [batches]
+    batches = _check_capture(model, batches, include)
     seen: dict[str, list[torch.Tensor]] = {}
     hooks = []
 
@@ -45,14 +45,16 @@ def capture_inputs(
         return record
 
     try:
-        for name, module in model.named_modules():
-            if name and include(name, module):
-                hooks.append(module.register_forward_pre_hook(hook(name)))
-        if not hooks:
-            raise ValueError("include selected no layer of the model")
+        chosen = [name for name, module in model.named_modules() if name and include(name, module)]
+        check_selected(chosen, model, include)
+        for name in chosen:
+            hooks.append(model.get_submodule(name).register_forward_pre_hook(hook(name)))
         model.eval()
-        for x in batches:
-            model(x)
+        for i, x in enumerate(batches):
+            try:
+                model(x)
+            except Exception as err:  # the model's own message, said about the batch that caused it
+                raise ValueError(f"the model fails on batches[{i}] (shape {tuple(x.shape)}): {type(err).__name__}: {err}") from None
     finally:
         for h in hooks:
             h.remove()
@@ -61,13 +63,32 @@ def capture_inputs(
 
 def channel_absmax(x: torch.Tensor) -> torch.Tensor:
     """The largest ``|x|`` of each channel (last dimension) over all tokens."""
-    if not isinstance(x, torch.Tensor) or x.dim() < 1 or x.numel() == 0:
-        raise ValueError("x must be a non-empty tensor with channels in its last dimension")
+    check_tensor("x", x)
+    if x.dim() == 0:
+        raise ValueError("x must have channels in its last dimension, got a 0-d tensor")
     return x.reshape(-1, x.shape[-1]).abs().amax(dim=0)
 
 
 def outlier_channels(absmax: torch.Tensor, ratio: float = 6.0) -> torch.Tensor:
     """Indices of the channels whose range exceeds ``ratio`` times the median channel's range."""
-    if not isinstance(absmax, torch.Tensor) or absmax.dim() != 1:
-        raise ValueError("absmax must be a 1-D tensor of per-channel ranges (from channel_absmax)")
+    check_tensor("absmax", absmax, dims=(1,), shape_text="1-D, one range per channel (from channel_absmax)")
+    if bool((absmax < 0).any()):
+        raise ValueError("absmax holds negative values: it is a range per channel, max|x| (from channel_absmax)")
+    check_positive("ratio", ratio)
     return torch.nonzero(absmax > ratio * absmax.median()).flatten()
+
+
+def _check_capture(model: object, batches: object, include: object) -> list[torch.Tensor]:
+    """The batches as a list, after checking the model, ``include`` and every batch (before anything runs)."""
+    check_module(model)
+    check_function("include", include, "(name, module) -> bool")
+    if isinstance(batches, torch.Tensor):
+        batches = [batches]
+    if isinstance(batches, (str, bytes, Mapping)) or not isinstance(batches, Iterable):
+        raise TypeError(f"batches must be a tensor or an iterable of tensors (e.g. a list), not {describe(batches)}")
+    batches = list(batches)
+    if not batches:
+        raise ValueError("batches is empty: give at least one input tensor")
+    for i, x in enumerate(batches):
+        check_tensor(f"batches[{i}]", x, kind="any")
+    return batches

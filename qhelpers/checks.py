@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import numbers
+from typing import Callable, Iterable
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["check_int", "check_flag", "check_module", "check_float_model", "describe", "SEED_MAX"]
+__all__ = ["check_int", "check_flag", "check_module", "check_float_model", "describe", "SEED_MAX", "check_tensor",
+           "check_number", "check_positive", "check_function", "check_dict", "check_selected", "linear_layers"]
 
 SEED_MAX = 2**32 - 1  # NumPy's limit, so that one seed works for every library the course seeds
 
@@ -85,3 +88,93 @@ def check_float_model(model: object, what: str = "model") -> nn.Module:
     if part:
         raise ValueError(f"{what} is not a float model: {part}. Pass the float model it was made from")
     return model
+
+
+# --- tensors, numbers, functions and layer choices (the LLM-side modules: weight_only, codebook, smoothing, ...) ---
+
+def check_tensor(name: str, value: object, *, kind: str = "float", dims: Iterable[int] | None = None,
+                 shape_text: str = "") -> Tensor:
+    """``value`` if it is a non-empty tensor of ``kind`` with one of ``dims`` dimensions (any if None).
+
+    ``kind="float"``: floating point and finite (no NaN/inf); ``"int"``: integer codes or ids (not bool);
+    ``"any"``: any real tensor. ``shape_text`` replaces ``"2-D"`` in the message, e.g.
+    ``"2-D (out_features, in_features)"``. Checked in this order: type, dtype, dimensions, emptiness, finiteness.
+    """
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, not {describe(value)}")
+    if value.is_quantized:
+        raise TypeError(f"{name} is a PyTorch quantized tensor ({value.dtype}); pass {name}.dequantize()")
+    if kind == "float" and not value.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {value.dtype}; convert it with .float()")
+    if kind == "int" and (value.is_floating_point() or value.is_complex() or value.dtype == torch.bool):
+        raise TypeError(f"{name} must be an integer tensor, got dtype {value.dtype}")
+    if kind == "any" and (value.is_complex() or value.dtype == torch.bool):
+        raise TypeError(f"{name} must be a real tensor, got dtype {value.dtype}")
+    dims = tuple(dims) if dims is not None else None
+    if dims is not None and value.dim() not in dims:
+        want = shape_text or " or ".join(f"{d}-D" for d in dims)
+        raise ValueError(f"{name} must be {want}, got shape {tuple(value.shape)}")
+    if value.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(value.shape)}): pass a tensor with at least one element")
+    if value.is_floating_point():
+        finite = torch.isfinite(value.detach())
+        if not bool(finite.all()):
+            raise ValueError(f"{name} holds {int((~finite).sum())} NaN/inf value(s); find where they come from "
+                             "(an overflow in FP16? a division by zero?) first")
+    return value
+
+
+def check_number(name: str, value: object, lo: float | None = None, hi: float | None = None) -> float:
+    """``value`` as a float if it is a real number (not a bool) with ``lo <= value <= hi`` (NaN never is)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, not {describe(value)}")
+    v = float(value)
+    if math.isnan(v) or (lo is not None and v < lo) or (hi is not None and v > hi):
+        raise ValueError(f"{name}={value} must lie in [{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]")
+    return v
+
+
+def check_positive(name: str, value: object) -> float:
+    """``value`` as a float if it is a real number (not a bool), above 0 and finite."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, not {describe(value)}")
+    v = float(value)
+    if not (math.isfinite(v) and v > 0):
+        raise ValueError(f"{name}={value} must be a positive, finite number")
+    return v
+
+
+def check_function(name: str, value: object, signature: str) -> Callable:
+    """``value`` if it is callable; ``signature`` (e.g. ``"(name, module) -> bool"``) goes into the message."""
+    if not callable(value):
+        raise TypeError(f"{name} must be a function {signature}, not {describe(value)}")
+    return value
+
+
+def check_dict(name: str, value: object, example: str) -> dict:
+    """``value`` if it is a non-empty dict; ``example`` (e.g. ``"{'h.0.mlp.c_fc': s}"``) goes into the message."""
+    if not isinstance(value, dict):
+        raise TypeError(f"{name} must be a dict, e.g. {example}, not {describe(value)}")
+    if not value:
+        raise ValueError(f"{name} is empty: there is nothing to do; give e.g. {example}")
+    return value
+
+
+def linear_layers(model: nn.Module) -> str:
+    """``"its nn.Linear layers are a, b, c"`` (the first eight), or ``"it has no nn.Linear layer"``: for messages."""
+    names = [n or "(the model itself)" for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not names:
+        return "it has no nn.Linear layer"
+    more = f", ... ({len(names)} in all)" if len(names) > 8 else ""
+    return f"its nn.Linear layers are {', '.join(names[:8])}{more}"
+
+
+def check_selected(names: list[str], model: nn.Module, include: Callable, what: str = "include") -> list[str]:
+    """``names`` if ``include`` chose at least one layer; else a ValueError naming ``include`` and the Linear layers."""
+    if names:
+        return names
+    label = getattr(include, "__name__", type(include).__name__)
+    doc = (getattr(include, "__doc__", None) or "").strip().splitlines() if label != "<lambda>" else []
+    about = f" ({doc[0].replace('``', '').rstrip('.')})" if doc else ""
+    raise ValueError(f"{what}={label}{about} selected no layer of the {type(model).__name__}; {linear_layers(model)}. "
+                     f"Pass {what}=lambda name, module: ... choosing the layers to use")

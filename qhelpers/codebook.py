@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import torch
 
-from .weight_only import EPS, SCALE_DTYPE
+from .checks import check_int, check_tensor
+from .weight_only import EPS, SCALE_DTYPE, check_group_scale, check_group_size, check_scale_fits, check_weight
 
 __all__ = ["kmeans_1d", "codebook_quantize", "codebook_dequantize", "fake_quantize_codebook", "codebook_effective_bits"]
 
@@ -39,16 +40,11 @@ def kmeans_1d(values: torch.Tensor, k: int, iters: int = 25, init: torch.Tensor 
     value to its nearest level and moves each level to the mean of its values:
     the mean squared error never increases.
     """
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k={k!r} must be a positive int")
+    _check_kmeans(values, k, iters, init)
     v = values.detach().flatten().float()
-    if v.numel() < k:
-        raise ValueError(f"{v.numel()} values cannot fill {k} clusters")
     if init is None:
         centroids = torch.linspace(float(v.min()), float(v.max()), k)
     else:
-        if init.shape != (k,):
-            raise ValueError(f"init must hold k={k} levels, got shape {tuple(init.shape)}")
         centroids, _ = torch.sort(init.float())
     for _ in range(iters):
         codes = _assign(v, centroids)
@@ -71,13 +67,10 @@ def _assign(v: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
 def codebook_quantize(w: torch.Tensor, bits: int = 4, group_size: int = 64, iters: int = 25
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(codes, codebook, scale)``: uint8 codes of ``w``'s shape, ``2**bits`` levels, one FP16 scale per group."""
-    if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 8:
-        raise ValueError(f"bits={bits!r} must be an int from 1 to 8")
-    if w.dim() != 2 or w.shape[1] % group_size:
-        raise ValueError(f"w must be 2-D with in_features a multiple of group_size={group_size}, got {tuple(w.shape)}")
+    _check_codebook_args(w, bits, group_size, iters)
     n, k = w.shape
     groups = w.detach().float().reshape(n, k // group_size, group_size)
-    scale = torch.clamp(groups.abs().amax(dim=-1), min=EPS).to(SCALE_DTYPE)
+    scale = check_scale_fits(torch.clamp(groups.abs().amax(dim=-1), min=EPS), SCALE_DTYPE).to(SCALE_DTYPE)
     normalised = groups / scale.float().unsqueeze(-1)
     half = 1 << (bits - 1)
     even_grid = torch.arange(-half, half, dtype=torch.float32) / (half - 0.5)  # symmetric RTN's levels
@@ -88,6 +81,7 @@ def codebook_quantize(w: torch.Tensor, bits: int = 4, group_size: int = 64, iter
 
 def codebook_dequantize(codes: torch.Tensor, codebook: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """``codebook[codes] * scale`` per group, in FP32."""
+    _check_dequantize_args(codes, codebook, scale)
     n, k = codes.shape
     values = codebook[codes.long()].reshape(n, scale.shape[1], -1)
     return (values * scale.float().unsqueeze(-1)).reshape(n, k)
@@ -100,4 +94,42 @@ def fake_quantize_codebook(w: torch.Tensor, bits: int = 4, group_size: int = 64,
 
 def codebook_effective_bits(bits: int, group_size: int, numel: int) -> float:
     """Bits per weight: the code, an FP16 scale per group, and the layer's ``2**bits`` FP16 levels shared by ``numel`` weights."""
+    check_int("bits", bits, 1, 8)
+    check_int("group_size", group_size, 1)
+    check_int("numel", numel, 1, hint=" (the number of weights in the layer)")
     return bits + 16 / group_size + 16 * (1 << bits) / numel
+
+
+# --- argument checks ------------------------------------------------------------------------------------------
+
+def _check_kmeans(values: object, k: object, iters: object, init: object) -> None:
+    check_tensor("values", values)
+    check_int("k", k, 1)
+    check_int("iters", iters, 0)
+    if values.numel() < k:
+        raise ValueError(f"values has {values.numel()} element(s): too few for k={k} clusters (each needs one value)")
+    if init is not None:
+        check_tensor("init", init)
+        if init.shape != (k,):
+            raise ValueError(f"init must hold k={k} levels, got shape {tuple(init.shape)}")
+
+
+def _check_codebook_args(w: object, bits: object, group_size: object, iters: object) -> None:
+    check_weight(w)
+    check_int("bits", bits, 1, 8)
+    check_int("group_size", group_size, 1)
+    check_int("iters", iters, 0)
+    check_group_size(w.shape[1], group_size)
+    if w.numel() < 1 << bits:
+        raise ValueError(f"w has {w.numel()} weights, fewer than the 2**bits = {1 << bits} levels of the codebook: "
+                         "use fewer bits or a larger layer")
+
+
+def _check_dequantize_args(codes: object, codebook: object, scale: object) -> None:
+    check_tensor("codes", codes, kind="int", dims=(2,), shape_text="2-D (out_features, in_features)")
+    check_tensor("codebook", codebook, dims=(1,))
+    check_group_scale(codes, "codes", scale)
+    lo, hi, levels = int(codes.min()), int(codes.max()), codebook.numel()
+    if lo < 0 or hi >= levels:
+        raise ValueError(f"codes hold indices from {lo} to {hi} but the codebook has {levels} levels (indices 0 to "
+                         f"{levels - 1}): were they made with another codebook?")

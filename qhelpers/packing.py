@@ -26,13 +26,13 @@ import math
 
 import torch
 
+from .checks import check_int
+
 __all__ = ["pack", "unpack", "packed_bytes", "effective_bits"]
 
 
 def _check_bits(bits: object) -> int:
-    if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 8:
-        raise ValueError(f"bits={bits!r} must be an int from 1 to 8")
-    return bits
+    return check_int("bits", bits, 1, 8)
 
 
 def _check_bytes(name: str, t: object, hint: str, why: str) -> None:
@@ -111,8 +111,7 @@ def unpack(packed: torch.Tensor, bits: int) -> torch.Tensor:
 def packed_bytes(count: int, bits: int) -> int:
     """Bytes that ``count`` packed ``bits``-bit codes take (rounded up to whole bytes)."""
     bits = _check_bits(bits)
-    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-        raise ValueError(f"count={count!r} must be a non-negative int")
+    check_int("count", count, 0)
     return (count * bits + 7) // 8
 
 
@@ -124,7 +123,7 @@ def effective_bits(bits: int, group_size: int, *, scale_bits: int = 16, zero_poi
     size of a whole row (``in_features``).
     """
     bits = _check_bits(bits)
-    for name, value in (("group_size", group_size), ("scale_bits", scale_bits), ("zero_point_bits", zero_point_bits)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "group_size" else 0):
-            raise ValueError(f"{name}={value!r} must be a {'positive' if name == 'group_size' else 'non-negative'} int")
+    check_int("group_size", group_size, 1)
+    check_int("scale_bits", scale_bits, 0)
+    check_int("zero_point_bits", zero_point_bits, 0)
     return bits + (scale_bits + zero_point_bits) / group_size

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checks import SEED_MAX, check_int, check_module, check_positive, check_tensor, describe, linear_layers
+
 __all__ = ["GPTConfig", "GPT", "CachedDecoder", "check_ids", "eval_windows", "lm_loss", "generate", "block_linears"]
 
 
@@ -120,9 +122,8 @@ class GPT(nn.Module):
                 nn.init.zeros_(module.bias)
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        _check_idx(idx, self.config)
         T = idx.shape[-1]
-        if T > self.config.block_size:
-            raise ValueError(f"a sequence of {T} tokens is longer than the model's block_size={self.config.block_size}")
         pos = torch.arange(T, device=idx.device)
         x = self.wte(idx) + self.wpe(pos)
         for block in self.h:
@@ -149,6 +150,7 @@ class CachedDecoder(nn.Module):
         super().__init__()
         if not isinstance(model, GPT):
             raise TypeError(f"CachedDecoder needs a GPT, not {type(model).__name__}")
+        check_int("batch_size", batch_size, 1)
         self.model = model
         c = model.config
         shape = (c.n_layer, batch_size, c.n_head, c.block_size, c.n_embd // c.n_head)
@@ -157,6 +159,7 @@ class CachedDecoder(nn.Module):
         self.register_buffer("positions", torch.arange(c.block_size), persistent=False)
 
     def forward(self, token: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        _check_step(token, pos, self.model.config, self.k_cache.shape[1])
         m = self.model
         B, C, H = token.shape[0], m.config.n_embd, m.config.n_head
         x = m.wte(token) + m.wpe(pos).view(1, 1, C)
@@ -174,21 +177,33 @@ class CachedDecoder(nn.Module):
 
 def block_linears(model: nn.Module) -> dict[str, nn.Linear]:
     """The ``nn.Linear`` layers inside the transformer blocks (not the head), by name."""
-    return {name: m for name, m in model.named_modules() if isinstance(m, nn.Linear) and ".h." in f".{name}"}
+    check_module(model)
+    found = {name: m for name, m in model.named_modules() if isinstance(m, nn.Linear) and ".h." in f".{name}"}
+    if not found:
+        raise ValueError(f"the {type(model).__name__} has no nn.Linear inside transformer blocks (h.<i>.); "
+                         f"{linear_layers(model)}")
+    return found
 
 
 def check_ids(name: str, ids: object) -> torch.Tensor:
-    """``ids`` if it is a 1-D int64 tensor of token ids; a TypeError naming ``name`` otherwise."""
-    if not isinstance(ids, torch.Tensor) or ids.dtype != torch.long or ids.dim() != 1:
-        raise TypeError(f"{name} must be a 1-D int64 tensor of token ids (e.g. from CharVocab.encode)")
+    """``ids`` if it is a non-empty 1-D int64 tensor of token ids (none negative); a TypeError/ValueError naming ``name``."""
+    if not isinstance(ids, torch.Tensor) or ids.dtype != torch.long:
+        raise TypeError(f"{name} must be a 1-D int64 tensor of token ids (e.g. from CharVocab.encode), not {describe(ids)}")
+    check_tensor(name, ids, kind="int", dims=(1,))
+    if int(ids.min()) < 0:
+        raise ValueError(f"{name} holds negative token ids ({int(ids.min())}): ids run from 0 to vocab_size - 1")
     return ids
 
 
 def eval_windows(ids: torch.Tensor, block_size: int, count: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``count`` evenly spaced, non-overlapping windows of ``ids``: inputs ``(count, block_size)`` and next-token targets."""
     check_ids("ids", ids)
+    check_int("block_size", block_size, 1)
+    check_int("count", count, hint=", the number of windows")
     span = block_size + 1
     available = len(ids) // span
+    if not available:
+        raise ValueError(f"ids holds {len(ids)} tokens, fewer than one window of {span} (block_size + 1)")
     if not 1 <= count <= available:
         raise ValueError(f"count={count} windows of {span} tokens: between 1 and {available} fit in {len(ids)} tokens")
     starts = torch.linspace(0, len(ids) - span, count).long()
@@ -199,7 +214,7 @@ def eval_windows(ids: torch.Tensor, block_size: int, count: int) -> tuple[torch.
 @torch.inference_mode()
 def lm_loss(model: nn.Module, windows: tuple[torch.Tensor, torch.Tensor], batch_size: int = 64) -> float:
     """Mean next-token cross-entropy of ``model`` over ``windows`` (from :func:`eval_windows`), in nats per token."""
-    x, y = windows
+    x, y = _check_windows(model, windows, batch_size)
     model.eval()
     total = 0.0
     for i in range(0, len(x), batch_size):
@@ -227,9 +242,15 @@ def generate(
     two models given the same prompt and seed draw the same random numbers, so
     their texts differ only where their probabilities do.
     """
+    check_module(model)
     check_ids("prompt", prompt)
-    if not (isinstance(temperature, (int, float)) and temperature > 0):
-        raise ValueError(f"temperature={temperature!r} must be a positive number")
+    check_int("max_new_tokens", max_new_tokens, 0)
+    check_positive("temperature", temperature)
+    if top_k is not None:
+        check_int("top_k", top_k, 1, hint=", or None for no restriction")
+    check_int("seed", seed, 0, SEED_MAX)
+    if isinstance(getattr(model, "config", None), GPTConfig):
+        check_vocab("prompt", prompt, model.config.vocab_size)
     gen = torch.Generator().manual_seed(seed)
     block = model.config.block_size if hasattr(model, "config") else len(prompt)
     model.eval()
@@ -242,3 +263,70 @@ def generate(
         nxt = torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=gen)
         ids = torch.cat([ids, nxt])
     return ids
+
+
+# --- argument checks ------------------------------------------------------------------------------------------
+
+def check_vocab(name: str, ids: torch.Tensor, vocab_size: int) -> None:
+    """Every id in ``ids`` is in ``[0, vocab_size)`` (skipped while torch.compile traces: it would break the graph)."""
+    if torch.compiler.is_compiling():
+        return
+    lo, hi = (int(v) for v in torch.aminmax(ids))
+    if lo < 0 or hi >= vocab_size:
+        raise ValueError(f"{name} holds token ids from {lo} to {hi}; the model's vocab_size={vocab_size} takes 0 to "
+                         f"{vocab_size - 1}")
+
+
+def _check_ids_dtype(name: str, ids: object) -> None:
+    check_tensor(name, ids, kind="int")
+    if ids.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"{name} must be an integer tensor of token ids (int64 or int32), got dtype {ids.dtype}")
+
+
+def _check_idx(idx: object, config: GPTConfig) -> None:
+    if not isinstance(idx, torch.Tensor):
+        raise TypeError(f"idx must be a torch.Tensor of token ids (batch, tokens), not {describe(idx)}")
+    if idx.is_floating_point() or idx.is_complex() or idx.dtype == torch.bool:
+        raise TypeError(f"idx must be an integer tensor of token ids, got dtype {idx.dtype}")
+    if idx.dim() != 2:
+        raise ValueError(f"idx must be 2-D (batch, tokens), got shape {tuple(idx.shape)}; add a batch dimension with idx[None]")
+    if idx.shape[-1] > config.block_size:
+        raise ValueError(f"a sequence of {idx.shape[-1]} tokens is longer than the model's block_size={config.block_size}")
+    _check_ids_dtype("idx", idx)
+    check_vocab("idx", idx, config.vocab_size)
+
+
+def _check_step(token: object, pos: object, config: GPTConfig, batch_size: int) -> None:
+    if not isinstance(pos, torch.Tensor) or pos.is_floating_point() or pos.is_complex() or pos.dtype == torch.bool:
+        raise TypeError(f"pos must be a 0-d integer tensor, e.g. torch.tensor(3), not {describe(pos)}")
+    if pos.numel() != 1:
+        raise ValueError(f"pos must hold one position, got shape {tuple(pos.shape)}")
+    _check_ids_dtype("token", token)
+    if token.dim() != 2 or token.shape[1] != 1:
+        raise ValueError(f"token must be (batch, 1), got shape {tuple(token.shape)}: the newest token of each sequence")
+    if token.shape[0] != batch_size:
+        raise ValueError(f"token holds {token.shape[0]} sequence(s) but the cache was made for batch_size={batch_size}")
+    if not torch.compiler.is_compiling():
+        p = int(pos)
+        if not 0 <= p < config.block_size:
+            raise ValueError(f"pos={p} is beyond the cache: positions run from 0 to block_size - 1 = {config.block_size - 1}")
+    check_vocab("token", token, config.vocab_size)
+
+
+def _check_windows(model: object, windows: object, batch_size: object) -> tuple[torch.Tensor, torch.Tensor]:
+    check_module(model)
+    if not isinstance(windows, (tuple, list)) or len(windows) != 2:
+        raise TypeError(f"windows must be the pair (inputs, targets) from eval_windows, not {describe(windows)}")
+    x, y = windows
+    check_int("batch_size", batch_size, 1)
+    for what, t in (("inputs", x), ("targets", y)):
+        if not isinstance(t, torch.Tensor) or t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+            raise TypeError(f"windows' {what} must be an integer tensor of token ids, not {describe(t)}")
+    if x.shape != y.shape or x.dim() != 2:
+        raise ValueError(f"windows' inputs (shape {tuple(x.shape)}) and targets (shape {tuple(y.shape)}) must have the "
+                         "same 2-D shape (count, block_size), as eval_windows makes them")
+    if x.numel() == 0:
+        raise ValueError(f"windows hold no tokens (shape {tuple(x.shape)}): make them with eval_windows(ids, block_size, count)")
+    if isinstance(getattr(model, "config", None), GPTConfig):
+        check_vocab("windows[1] (the targets)", y, model.config.vocab_size)
+    return x, y

@@ -35,6 +35,7 @@ Public API: :func:`quant_range`, :func:`choose_qparams`, :func:`quantize`,
 from __future__ import annotations
 
 import copy
+import math
 from typing import Callable
 
 import torch
@@ -42,6 +43,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import packing
+from .checks import (check_flag, check_float_model, check_function, check_int, check_module, check_selected,
+                     check_tensor, describe)
 
 
 __all__ = [
@@ -64,28 +67,15 @@ EPS = torch.finfo(torch.float32).eps  # the smallest scale (torchao's Int8Tensor
 SCALE_DTYPE = torch.float16
 
 
-def _check_args(bits: object, group_size: object, symmetric: object) -> None:
-    if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 8:
-        raise ValueError(f"bits={bits!r} must be an int from 2 to 8")
-    if group_size is not None and (isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1):
-        raise ValueError(f"group_size={group_size!r} must be a positive int, or None for one group per row")
-    if not isinstance(symmetric, bool):
-        raise TypeError(f"symmetric={symmetric!r} must be True or False")
-
-
 def quant_range(bits: int, symmetric: bool) -> tuple[int, int]:
     """The integer codes: ``[-2**(bits-1), 2**(bits-1) - 1]`` if symmetric (signed), else ``[0, 2**bits - 1]``."""
-    _check_args(bits, None, symmetric)
+    check_args(bits, None, symmetric)
     return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if symmetric else (0, (1 << bits) - 1)
 
 
 def _groups(w: torch.Tensor, group_size: int | None) -> tuple[torch.Tensor, int]:
-    if not isinstance(w, torch.Tensor) or w.dim() != 2 or not w.is_floating_point():
-        raise TypeError("the weight must be a 2-D floating-point tensor (out_features, in_features)")
     n, k = w.shape
-    g = k if group_size is None else group_size
-    if k % g:
-        raise ValueError(f"in_features={k} is not a multiple of group_size={g}")
+    g = check_group_size(k, group_size)
     return w.reshape(n, k // g, g), g
 
 
@@ -96,27 +86,39 @@ def choose_qparams(
     """One scale (FP16 by default) and, if asymmetric, one zero-point (uint8) per group: each ``(out, in / group_size)``.
 
     ``group_size=None`` means one group per row (per-channel; for activations
-    laid out as ``(tokens, channels)``, per-token).
+    laid out as ``(tokens, channels)``, per-token). A scale that overflows
+    ``scale_dtype`` (FP16 above 65504: weights of about 1e5 and more) is
+    refused; pass ``scale_dtype=torch.float32`` for such weights. As in
+    torchao, :func:`quantize` takes ``1 / scale`` in the scale's dtype: in FP16
+    it overflows for a group whose largest ``|w|`` is below about 1e-4 (but not
+    0), whose codes then go to the grid's ends; FP32 scales avoid that too.
     """
-    _check_args(bits, group_size, symmetric)
+    check_args(bits, group_size, symmetric)
+    check_weight(w)
+    _check_scale_dtype(scale_dtype)
     groups, _ = _groups(w, group_size)
     qmin, qmax = quant_range(bits, symmetric)
     min_neg = torch.clamp(groups.amin(dim=-1).float(), max=0.0)
     max_pos = torch.clamp(groups.amax(dim=-1).float(), min=0.0)
     if symmetric:
         scale = torch.clamp(torch.maximum(-min_neg, max_pos) / (float(qmax - qmin) / 2), min=EPS)
-        return scale.to(scale_dtype), None
+        return check_scale_fits(scale, scale_dtype).to(scale_dtype), None
     scale = torch.clamp((max_pos - min_neg) / float(qmax - qmin), min=EPS)
     zero_point = torch.clamp(qmin - torch.round(min_neg / scale), qmin, qmax)
-    return scale.to(scale_dtype), zero_point.to(torch.uint8)
+    return check_scale_fits(scale, scale_dtype).to(scale_dtype), zero_point.to(torch.uint8)
 
 
 def quantize(
     w: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor | None, bits: int, symmetric: bool
 ) -> torch.Tensor:
     """The integer codes of ``w`` (int16, shape of ``w``): ``clamp(round(w * (1 / scale)) + zero_point)`` per group."""
-    n_groups = scale.shape[-1]
-    groups, _ = _groups(w, w.shape[1] // n_groups if n_groups else None)
+    check_args(bits, None, symmetric)
+    _check_qparams(check_weight(w), "w", scale, zero_point, bits, symmetric)
+    return _quantize(w, scale, zero_point, bits, symmetric)
+
+
+def _quantize(w: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor | None, bits: int, symmetric: bool) -> torch.Tensor:
+    groups, _ = _groups(w, w.shape[1] // scale.shape[-1])
     qmin, qmax = quant_range(bits, symmetric)
     q = torch.round(groups * (1.0 / scale).unsqueeze(-1))
     if zero_point is not None:
@@ -126,6 +128,12 @@ def quantize(
 
 def dequantize(codes: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor | None) -> torch.Tensor:
     """``(codes - zero_point) * scale`` per group, in FP32."""
+    check_tensor("codes", codes, kind="int", dims=(2,), shape_text="2-D (out_features, in_features)")
+    _check_qparams(codes, "codes", scale, zero_point)
+    return _dequantize(codes, scale, zero_point)
+
+
+def _dequantize(codes: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor | None) -> torch.Tensor:
     n, k = codes.shape
     q = codes.reshape(n, scale.shape[-1], -1).to(torch.float32)
     if zero_point is not None:
@@ -136,19 +144,18 @@ def dequantize(codes: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tenso
 def fake_quantize(w: torch.Tensor, bits: int = 4, group_size: int | None = 64, symmetric: bool = False,
                   scale_dtype: torch.dtype = SCALE_DTYPE) -> torch.Tensor:
     """Round-to-nearest (RTN): ``w`` quantized and dequantized again, the values a weight-only layer computes with."""
-    scale, zero_point = choose_qparams(w, bits, group_size, symmetric, scale_dtype)
-    return dequantize(quantize(w, scale, zero_point, bits, symmetric), scale, zero_point)
+    scale, zero_point = choose_qparams(w, bits, group_size, symmetric, scale_dtype)  # checks every argument
+    return _dequantize(_quantize(w, scale, zero_point, bits, symmetric), scale, zero_point)
 
 
 class _PackedWeight(nn.Module):
     """Storage shared by the weight-only layers: packed codes, FP16 scales, uint8 zero-points (buffers)."""
 
     def _store(self, w: torch.Tensor, bits: int, group_size: int | None, symmetric: bool) -> None:
-        _check_args(bits, group_size, symmetric)
         self.bits, self.symmetric = bits, symmetric
         self.group_size = w.shape[1] if group_size is None else group_size
         scale, zero_point = choose_qparams(w.detach().float(), bits, group_size, symmetric)
-        codes = quantize(w.detach().float(), scale, zero_point, bits, symmetric)
+        codes = _quantize(w.detach().float(), scale, zero_point, bits, symmetric)
         qmin, _ = quant_range(bits, symmetric)
         self.register_buffer("packed", packing.pack((codes - qmin).to(torch.uint8), bits))
         self.register_buffer("scale", scale)
@@ -161,7 +168,7 @@ class _PackedWeight(nn.Module):
 
     def dequantized_weight(self) -> torch.Tensor:
         """The FP32 weight this layer computes with (unpack, subtract the zero-point, multiply by the scale)."""
-        return dequantize(self.codes(), self.scale, self.zero_point)
+        return _dequantize(self.codes(), self.scale, self.zero_point)  # trusted buffers: no checks, compiles cleanly
 
     def effective_bits(self) -> float:
         """Bits stored per weight, scales and zero-points included."""
@@ -180,6 +187,13 @@ class WeightOnlyLinear(_PackedWeight):
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, bits: int = 4, group_size: int | None = 64,
                  symmetric: bool = False) -> None:
         super().__init__()
+        check_args(bits, group_size, symmetric)
+        check_packable(check_weight(weight, "weight"), bits, group_size)
+        if bias is not None:
+            if not isinstance(bias, torch.Tensor):
+                raise TypeError(f"bias must be a torch.Tensor or None, not {describe(bias)}")
+            if tuple(bias.shape) != (weight.shape[0],):
+                raise ValueError(f"bias has shape {tuple(bias.shape)} but the weight has {weight.shape[0]} output features")
         self.out_features, self.in_features = weight.shape
         self._store(weight, bits, group_size, symmetric)
         self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
@@ -191,6 +205,7 @@ class WeightOnlyLinear(_PackedWeight):
         return cls(linear.weight, linear.bias, bits, group_size, symmetric)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_features(x, self.in_features)
         return F.linear(x, self.dequantized_weight(), self.bias)
 
     def extra_repr(self) -> str:
@@ -205,10 +220,18 @@ class WeightOnlyEmbedding(_PackedWeight):
         super().__init__()
         if not isinstance(embedding, nn.Embedding):
             raise TypeError(f"WeightOnlyEmbedding needs an nn.Embedding, not {type(embedding).__name__}")
+        check_args(bits, group_size, symmetric)
+        check_packable(check_weight(embedding.weight, "embedding.weight"), bits, group_size)
         self.num_embeddings, self.embedding_dim = embedding.weight.shape
         self._store(embedding.weight, bits, group_size, symmetric)
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        check_tensor("idx", idx, kind="int")
+        if not torch.compiler.is_compiling():  # a value check would break the compiled graph
+            lo, hi = int(idx.min()), int(idx.max())
+            if lo < 0 or hi >= self.num_embeddings:
+                raise ValueError(f"idx holds token ids from {lo} to {hi}; the table has {self.num_embeddings} rows "
+                                 f"(ids 0 to {self.num_embeddings - 1})")
         return F.embedding(idx, self.dequantized_weight())
 
     def extra_repr(self) -> str:
@@ -217,6 +240,8 @@ class WeightOnlyEmbedding(_PackedWeight):
 
 def in_blocks(name: str, module: nn.Module) -> bool:
     """The default choice of layers: every ``nn.Linear`` inside a transformer block (``h.<i>.``), not the head."""
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str (a module's name from named_modules()), not {describe(name)}")
     return isinstance(module, nn.Linear) and name.startswith("h.")
 
 
@@ -240,18 +265,21 @@ def quantize_weight_only(
     in FP32; pass e.g. ``include=lambda n, m: isinstance(m, (nn.Linear, nn.Embedding))``
     to quantize everything. The original model is not changed.
     """
-    _check_args(bits, group_size, symmetric)
-    if not callable(include):
-        raise TypeError("include must be a function (name, module) -> bool")
+    check_module(model)
+    check_args(bits, group_size, symmetric)
+    check_function("include", include, "(name, module) -> bool")
+    _check_not_quantized(model)
+    chosen = [n for n, m in model.named_modules() if n and include(n, m)]
+    check_selected(chosen, model, include)
+    for name in chosen:
+        _check_swappable(name, model.get_submodule(name), bits, group_size)
     out = copy.deepcopy(model)
-    chosen = [(n, m) for n, m in out.named_modules() if n and include(n, m)]
-    for name, module in chosen:
+    for name in chosen:
+        module = out.get_submodule(name)
         if isinstance(module, nn.Linear):
             new: nn.Module = WeightOnlyLinear.from_linear(module, bits, group_size, symmetric)
-        elif isinstance(module, nn.Embedding):
-            new = WeightOnlyEmbedding(module, bits, group_size, symmetric)
         else:
-            raise TypeError(f"{name} is a {type(module).__name__}; only nn.Linear and nn.Embedding can be swapped")
+            new = WeightOnlyEmbedding(module, bits, group_size, symmetric)
         parent, child = _parent(out, name)
         setattr(parent, child, new)
     return out.eval()
@@ -270,16 +298,21 @@ def replace_weights(
     :func:`fake_quantize`), kept in FP32 so that every method is evaluated the
     same way and at full speed.
     """
+    check_module(model)
+    check_function("new_weight", new_weight, "(name, linear) -> tensor")
+    check_function("include", include, "(name, module) -> bool")
+    chosen = [n for n, m in model.named_modules() if n and include(n, m)]
+    check_selected(chosen, model, include)
+    for name in chosen:
+        if not isinstance(model.get_submodule(name), nn.Linear):
+            raise TypeError(f"{name} is a {type(model.get_submodule(name)).__name__}, not an nn.Linear")
     out = copy.deepcopy(model)
-    for name, module in out.named_modules():
-        if name and include(name, module):
-            if not isinstance(module, nn.Linear):
-                raise TypeError(f"{name} is a {type(module).__name__}, not an nn.Linear")
-            w = new_weight(name, module)
-            if not isinstance(w, torch.Tensor) or w.shape != module.weight.shape:
-                raise ValueError(f"new_weight for {name} must return a tensor of shape {tuple(module.weight.shape)}")
-            with torch.no_grad():
-                module.weight.copy_(w)
+    for name in chosen:
+        module = out.get_submodule(name)
+        w = new_weight(name, module)
+        _check_new_weight(name, w, tuple(module.weight.shape))
+        with torch.no_grad():
+            module.weight.copy_(w)
     return out.eval()
 
 
@@ -293,10 +326,144 @@ def weight_as_computed(layer: nn.Module) -> torch.Tensor:
     included. Each output is one weight times 1 plus zeros, so the values are
     exact.
     """
-    in_features = layer.in_features if hasattr(layer, "in_features") else layer.weight.shape[1]
+    check_module(layer, "layer")
+    in_features = getattr(layer, "in_features", None)
+    if not isinstance(in_features, int):
+        weight = getattr(layer, "weight", None)
+        if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
+            raise TypeError("layer must be a linear layer (nn.Linear, WeightOnlyLinear, FakeW8A8Linear, a torchao-quantized "
+                            f"nn.Linear): one with in_features or a 2-D weight, not {describe(layer)}")
+        in_features = weight.shape[1]
     eye = torch.eye(in_features)
     out = layer(eye)
     bias = getattr(layer, "bias", None)
     if bias is not None:
         out = out - bias
     return out.T.contiguous()
+
+
+# --- argument checks (public for codebook, activation_aware and smoothing; not in __all__) ----------------------
+
+def check_args(bits: object, group_size: object, symmetric: object) -> None:
+    """``bits`` from 2 to 8, ``group_size`` a positive int or None, ``symmetric`` True or False."""
+    check_int("bits", bits, 2, 8)
+    if group_size is not None:
+        check_int("group_size", group_size, 1, hint=", or None for one group per row")
+    check_flag("symmetric", symmetric)
+
+
+def check_weight(w: object, what: str = "w") -> torch.Tensor:
+    """``w`` if it is a finite, non-empty, 2-D floating-point tensor ``(out_features, in_features)``."""
+    return check_tensor(what, w, dims=(2,), shape_text="2-D (out_features, in_features)")
+
+
+def check_group_size(in_features: int, group_size: int | None, where: str = "") -> int:
+    """The group size (``in_features`` for None), if it divides ``in_features``."""
+    g = in_features if group_size is None else group_size
+    if in_features % g:
+        raise ValueError(f"{where}in_features={in_features} is not a multiple of group_size={g}: pick a group size "
+                         f"that divides {in_features}, or None for one group per row")
+    return g
+
+
+def check_packable(w: torch.Tensor, bits: int, group_size: int | None, where: str = "") -> None:
+    """``w``'s rows split into groups and pack into whole bytes at ``bits`` bits."""
+    in_features = w.shape[1]
+    check_group_size(in_features, group_size, where)
+    chunk = 8 // math.gcd(bits, 8)
+    if in_features % chunk:
+        raise ValueError(f"{where}in_features={in_features}: {bits}-bit packing needs a multiple of {chunk} weights per row")
+
+
+def check_scale_fits(scale: torch.Tensor, scale_dtype: torch.dtype, what: str = "w") -> torch.Tensor:
+    """``scale`` (FP32, one per group) if it stays finite in ``scale_dtype``; FP16 overflows above 65504."""
+    stored = scale.to(scale_dtype)
+    bad = ~torch.isfinite(stored)
+    if bool(bad.any()):
+        where = tuple(int(i) for i in bad.nonzero()[0])
+        raise ValueError(
+            f"{what}'s range is too wide for {scale_dtype} scales: group {where} needs a scale of {float(scale[where]):.3g}, "
+            f"which overflows {scale_dtype} (largest {torch.finfo(scale_dtype).max:.3g}). Pass scale_dtype=torch.float32, "
+            f"or scale {what} down (e.g. divide it by a power of ten and multiply the output back)")
+    return scale
+
+
+def check_features(x: object, in_features: int) -> None:
+    """``x`` is a floating-point tensor with ``in_features`` in its last dimension (a layer's input)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor, not {describe(x)}")
+    if not x.is_floating_point():
+        raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}")
+    if x.dim() == 0 or x.shape[-1] != in_features:
+        got = x.shape[-1] if x.dim() else "no"
+        raise ValueError(f"x has {got} features in its last dimension; this layer takes in_features={in_features}")
+
+
+def _check_scale_dtype(scale_dtype: object) -> None:
+    if not isinstance(scale_dtype, torch.dtype):
+        raise TypeError(f"scale_dtype must be a torch.dtype (torch.float16, torch.bfloat16, torch.float32), not {describe(scale_dtype)}")
+    if not scale_dtype.is_floating_point:
+        raise ValueError(f"scale_dtype={scale_dtype} must be a floating-point dtype (torch.float16, torch.bfloat16, torch.float32)")
+
+
+def check_group_scale(data: torch.Tensor, what: str, scale: object) -> torch.Tensor:
+    """``scale`` if it holds one positive, finite scale per group of ``data`` ``(n, k)``: shape ``(n, groups)``."""
+    check_tensor("scale", scale, dims=(2,), shape_text="2-D (out_features, groups)")
+    n, k = data.shape
+    if scale.shape[0] != n:
+        raise ValueError(f"scale has shape {tuple(scale.shape)} but {what} of shape {(n, k)} needs ({n}, groups)")
+    if k % scale.shape[1]:
+        raise ValueError(f"scale's {scale.shape[1]} groups do not divide in_features={k}: pass the scale "
+                         f"computed for this {what}")
+    if not bool((scale > 0).all()):
+        raise ValueError("scale must hold positive, finite numbers (from choose_qparams)")
+    return scale
+
+
+def _check_qparams(data: torch.Tensor, what: str, scale: object, zero_point: object, bits: int | None = None,
+                   symmetric: bool | None = None) -> None:
+    if isinstance(scale, torch.Tensor) and scale.is_floating_point() and not bool(torch.isfinite(scale).all()):
+        raise ValueError("scale must hold positive, finite numbers (from choose_qparams)")
+    check_group_scale(data, what, scale)
+    if symmetric is True and zero_point is not None:
+        raise ValueError("symmetric quantization has no zero-point: pass zero_point=None (as choose_qparams returns it)")
+    if symmetric is False and zero_point is None:
+        raise ValueError("asymmetric codes need the zero_point from choose_qparams(..., symmetric=False)")
+    if zero_point is None:
+        return
+    check_tensor("zero_point", zero_point, kind="int")
+    if zero_point.shape != scale.shape:
+        raise ValueError(f"zero_point has shape {tuple(zero_point.shape)} but scale has shape {tuple(scale.shape)}")
+    if bits is not None:
+        qmin, qmax = quant_range(bits, bool(symmetric))
+        lo, hi = int(zero_point.min()), int(zero_point.max())
+        if lo < qmin or hi > qmax:
+            raise ValueError(f"zero_point holds values from {lo} to {hi}, outside the {bits}-bit grid [{qmin}, {qmax}]: "
+                             "were they chosen for other bits?")
+
+
+def _check_not_quantized(model: nn.Module) -> None:
+    for name, m in model.named_modules():
+        if isinstance(m, _PackedWeight):
+            raise ValueError(f"model is already weight-only quantized ({name} is a {type(m).__name__}): "
+                             "pass the float model it was made from")
+    check_float_model(model)
+
+
+def _check_swappable(name: str, module: nn.Module, bits: int, group_size: int | None) -> None:
+    if not isinstance(module, (nn.Linear, nn.Embedding)):
+        raise TypeError(f"{name} is a {type(module).__name__}; only nn.Linear and nn.Embedding can be swapped")
+    check_packable(check_weight(module.weight, f"{name}.weight"), bits, group_size, f"{name}: ")
+
+
+def _check_new_weight(name: str, w: object, shape: tuple[int, ...]) -> None:
+    if not isinstance(w, torch.Tensor):
+        raise TypeError(f"new_weight for {name} must return a tensor, got {type(w).__name__}")
+    if not w.is_floating_point():
+        raise TypeError(f"new_weight for {name} returned a {w.dtype} tensor: return the float weights the layer computes "
+                        "with (e.g. dequantize(codes, scale, zero_point)), not the codes")
+    if tuple(w.shape) != shape:
+        raise ValueError(f"new_weight for {name} must return a tensor of shape {shape}, got {tuple(w.shape)}")
+    bad = ~torch.isfinite(w)
+    if bool(bad.any()):
+        raise ValueError(f"new_weight for {name} returned a tensor holding {int(bad.sum())} NaN/inf value(s)")

@@ -28,5 +28,5 @@ def test_channel_absmax_and_outliers():
     assert absmax.tolist() == [1, 1, 1, 1, 20, 1]
     assert outlier_channels(absmax).tolist() == [4]
     assert outlier_channels(absmax, ratio=30.0).tolist() == []
-    with pytest.raises(ValueError, match="non-empty"):
+    with pytest.raises(ValueError, match="x is empty"):
         channel_absmax(torch.empty(0, 3))

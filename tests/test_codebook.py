@@ -17,7 +17,7 @@ def test_kmeans_finds_separated_clusters_and_is_deterministic():
     assert torch.allclose(c, torch.tensor([-2.0, 0.5, 3.0]), atol=0.02)
     assert torch.equal(c, kmeans_1d(values, 3, init=torch.tensor([-2.5, 0.0, 2.5])))
     assert torch.allclose(kmeans_1d(values, 3), torch.tensor([-2.0, 0.5, 3.0]), atol=0.02)  # default: an even grid
-    with pytest.raises(ValueError, match="cannot fill"):
+    with pytest.raises(ValueError, match="too few for k=4"):
         kmeans_1d(torch.zeros(2), 4)
     with pytest.raises(ValueError, match="init must hold k=3"):
         kmeans_1d(values, 3, init=torch.zeros(2))
