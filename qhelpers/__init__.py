@@ -16,7 +16,17 @@ see ARCHITECTURE.md):
 """
 
 from .record import claim, claim_limits, record
-from .repro import setup
 
 __all__ = ["claim", "claim_limits", "record", "setup"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """``setup`` is loaded on first use: it imports torch (about 2 s), which ``python -m qhelpers.book`` must not wait
+    for before it can answer Ctrl-C or a bad command line with one line."""
+    if name == "setup":
+        from .repro import setup
+
+        globals()["setup"] = setup
+        return setup
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

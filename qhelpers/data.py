@@ -5,8 +5,6 @@ Fashion-MNIST; :func:`imagenet_loaders` the same shape of thing over an
 ImageNet-style folder; :func:`calibration_batches` the seeded batches of
 training images that calibrate a model's observers, for either.
 
-Where the MNIST files come from, in order:
-
 Where the files come from, in order:
 
 1. the data folder (``data/`` at the course root; override with ``QHELPERS_DATA``);
@@ -28,9 +26,9 @@ into one folder take turns, under a lock on it).
 
 Every load checks each unpacked file's size and idx header, and its md5 (the
 md5 of the *unpacked* data, recorded below once for both data sets: the same
-for torchvision's files and Debian's recompressed ones) whenever the file is
-new or its size or mtime changed since the last check; the checks passed are
-kept in ``<data>/<DataSet>/.qhelpers-verified.json``.
+for torchvision's files and Debian's recompressed ones): the four files of a
+data set hash in about 0.3 s, so no size-and-mtime stamp skips the md5 (a file
+damaged in place with its mtime restored would pass one).
 
 **Tiny Shakespeare** (``tinyshakespeare``, character-level language modelling:
 one text file, ``<data>/tinyshakespeare/input.txt``) comes from the same places
@@ -38,8 +36,7 @@ in the same order: the data folder, the mirror (``<mirror>/tinyshakespeare/
 input.txt``), then a download from char-rnn's repository (:data:`TEXTS` holds
 the URL, size and sha256). Every source is checked against the size and sha256,
 staged and moved into place only when it checks out; an installed file is
-checked for its size on every load and its sha256 whenever its size or mtime
-changed. :func:`load_text` returns the text, :func:`char_splits` the
+checked for its size and sha256 on every load (about 5 ms). :func:`load_text` returns the text, :func:`char_splits` the
 character vocabulary and nanoGPT's 90/10 train/validation split.
 """
 
@@ -48,7 +45,6 @@ from __future__ import annotations
 import fcntl
 import gzip
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -67,7 +63,6 @@ from torchvision import datasets
 from torchvision import models as tv_models
 
 from .checks import SEED_MAX, check_int, describe
-from .record import atomic_open
 
 __all__ = [
     "DATASETS",
@@ -128,7 +123,6 @@ _UNPACKED_MD5: dict[str, dict[str, str]] = {
         "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
     },
 }
-_STAMP = ".qhelpers-verified.json"  # in <data>/<DataSet>/: {file: [size, mtime_ns, md5]} of files that passed
 # ImageNet: the categories of torchvision's ResNet-18 weights, and its class-folder names (WordNet ids).
 _IMAGENET_WEIGHTS = tv_models.ResNet18_Weights.IMAGENET1K_V1
 CATEGORIES: list[str] = list(_IMAGENET_WEIGHTS.meta["categories"])
@@ -238,46 +232,25 @@ def _check_md5(path: Path, cls: type[datasets.MNIST], label: str | None = None) 
     return got
 
 
-def _read_stamp(path: Path) -> dict[str, list]:
-    try:
-        stamp = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return stamp if isinstance(stamp, dict) else {}
-
-
-def _write_stamp(raw: Path, cls: type[datasets.MNIST]) -> None:
-    """Record the installed files as verified (best effort: a read-only data folder re-checks md5 on each load)."""
-    stamp = {}
-    for gz_name, _ in _files(cls):
-        st = (raw / _unpacked(gz_name)).stat()
-        stamp[_unpacked(gz_name)] = [st.st_size, st.st_mtime_ns, _UNPACKED_MD5[cls.__name__][_unpacked(gz_name)]]
-    try:
-        with atomic_open(raw.parent / _STAMP) as fh:
-            json.dump(stamp, fh, indent=1, sort_keys=True)
-    except OSError:
-        pass
+def _damaged(name: str, path: Path) -> str:
+    """What to do about an installed file that failed its check."""
+    return (f"The installed file is damaged: delete it and run `python -m qhelpers.data {name}` (or `make data`) "
+            "to install it again.")
 
 
 def _verify(raw: Path, cls: type[datasets.MNIST], name: str) -> None:
-    """Check the installed files: size and header always, md5 when new or changed since the last check."""
-    stamp = _read_stamp(raw.parent / _STAMP)
-    changed = False
+    """Check the installed files on every load: size, header and md5 (the four files hash in about 0.3 s).
+
+    A size-and-mtime stamp would skip the md5, but a file damaged in place
+    with its mtime restored (a copy tool, a backup restore) keeps its stamp.
+    """
     for gz_name, _ in _files(cls):
         path = raw / _unpacked(gz_name)
         try:
             _check_idx(path)
-            st = path.stat()
-            if stamp.get(path.name) != [st.st_size, st.st_mtime_ns, _UNPACKED_MD5[cls.__name__][path.name]]:
-                _check_md5(path, cls)
-                changed = True
+            _check_md5(path, cls)
         except CorruptDataError as exc:
-            raise CorruptDataError(
-                f"{exc}. The installed file is damaged: delete it and run `python -m qhelpers.data {name}` "
-                "to install it again."
-            ) from None
-    if changed:
-        _write_stamp(raw, cls)
+            raise CorruptDataError(f"{exc}. {_damaged(name, path)}") from None
 
 
 def _unpack(gz: Path, dest: Path, label: Path) -> None:
@@ -447,7 +420,6 @@ def resolve(
                 tried.append(f"{label}: {type(exc).__name__}: {exc}")
                 continue
             _install(stage, raw, cls)
-            _write_stamp(raw, cls)
             return root
     how = (
         f"copy the four .gz files ({', '.join(f for f, _ in _files(cls))}) into {raw}, point QHELPERS_DATA_MIRROR "
@@ -488,10 +460,15 @@ def load(name: str, train: bool, root: Path | str | None = None, normalize: bool
     return TensorDataset(images, labels)
 
 
+def _check_dataset(dataset: object) -> None:
+    """A Dataset with a length (a str or bytes has one too, but holds characters, not examples)."""
+    if isinstance(dataset, (str, bytes)) or not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
+        raise TypeError(f"dataset must be a Dataset with a length (e.g. a TensorDataset), not {describe(dataset)}")
+
+
 def split(dataset: Dataset, val_size: int, seed: int) -> tuple[Subset, Subset]:
     """A seeded, reproducible (train, validation) split: the same seed gives the same indices."""
-    if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
-        raise TypeError(f"dataset must be a Dataset with a length (e.g. a TensorDataset), not {type(dataset).__name__}")
+    _check_dataset(dataset)
     n = len(dataset)  # type: ignore[arg-type]
     if n == 0:
         raise ValueError("the dataset is empty: there is nothing to split")
@@ -541,6 +518,11 @@ def loaders(
     if subset is not None:
         subset = check_int("subset", subset, 1)
     seed = _check_seed(seed)
+    n_train = _IDX_EXPECTED["train-images"][1]  # the same for both data sets: known before any file is read
+    if val_size >= n_train:
+        raise ValueError(f"val_size={val_size} must leave training images: the training split holds {n_train}")
+    if subset is not None and subset > n_train - val_size:
+        raise ValueError(f"subset={subset} must be between 1 and {n_train - val_size} (training images after the split)")
     full = load(name, train=True, root=root)
     train, val = split(full, val_size, seed)
     if subset is not None:
@@ -564,13 +546,14 @@ def shuffled(dataset: Dataset, batch_size: int, seed: int) -> DataLoader:
     over the same images has been iterated before (e.g. whether a model was
     trained now or loaded from the cache).
     """
+    _check_dataset(dataset)
     check_int("batch_size", batch_size, 1)
     _check_seed(seed)
     return DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))
 
 
 def calibration_batches(
-    data: Loaders | Dataset, num_batches: int, *, batch_size: int | None = None, seed: int = 0
+    data: Loaders | Dataset, num_batches: int, *, batch_size: int | None = None, seed: int = 0, allow_fewer: bool = False
 ) -> list[torch.Tensor]:
     """``num_batches`` batches of training images, shuffled with ``seed``: what calibrates the observers.
 
@@ -578,7 +561,9 @@ def calibration_batches(
     training batch size unless ``batch_size`` is given; for an ImageNet folder
     these are the images set aside for calibration) or a ``Dataset`` of
     ``(image, label)`` pairs (then ``batch_size`` defaults to 64). The same
-    seed gives the same batches (see :func:`shuffled`).
+    seed gives the same batches (see :func:`shuffled`). Asking for more images
+    than the data set holds is a ``ValueError`` saying how many it holds, unless
+    ``allow_fewer=True``: then every batch it has is returned (check ``len()``).
     """
     if isinstance(data, Loaders):
         dataset, default = data.train.dataset, data.train.batch_size
@@ -589,12 +574,19 @@ def calibration_batches(
                         f"not {describe(data)}")
     check_int("num_batches", num_batches, 1)
     _check_seed(seed)
+    _check_bool("allow_fewer", allow_fewer, " (True: return fewer batches when the data set is too small)")
     if batch_size is not None:
         check_int("batch_size", batch_size, 1)
     if len(dataset) == 0:  # type: ignore[arg-type]
         raise ValueError("the data set is empty: give it at least one image to calibrate on")
+    size = batch_size or default or 64
+    available = -(-len(dataset) // size)  # type: ignore[arg-type]  # the last batch may be smaller
+    if num_batches > available and not allow_fewer:
+        raise ValueError(f"num_batches={num_batches} batches of {size} images asks for {num_batches * size} images, but the "
+                         f"data set holds {len(dataset)}: {available} batch(es) at most; ask for fewer or smaller "  # type: ignore[arg-type]
+                         "batches, give more images, or pass allow_fewer=True to take what there is")
     batches = []
-    for i, batch in enumerate(shuffled(dataset, batch_size or default or 64, seed)):
+    for i, batch in enumerate(shuffled(dataset, size, seed)):
         images = batch[0] if isinstance(batch, (tuple, list)) else batch
         if not isinstance(images, torch.Tensor):
             raise TypeError(f"batch {i} holds a {type(images).__name__}; the data set must hold (image, label) pairs "
@@ -649,23 +641,11 @@ def _check_text_file(path: Path, src: TextSource, label: str, *, checksum: bool 
 
 
 def _verify_text(path: Path, src: TextSource, name: str) -> None:
-    """An installed text file: size on every load, sha256 when it is new or its size or mtime changed."""
-    stamp_path = path.parent / _STAMP
-    stamp = _read_stamp(stamp_path)
-    st = path.stat()
-    recorded = [st.st_size, st.st_mtime_ns, src.sha256]
+    """An installed text file: size and sha256 on every load (about 5 ms for Tiny Shakespeare's 1.1 MB)."""
     try:
-        _check_text_file(path, src, str(path), checksum=stamp.get(path.name) != recorded)
+        _check_text_file(path, src, str(path))
     except CorruptDataError as exc:
-        raise CorruptDataError(
-            f"{exc}. The installed file is damaged: delete it and run `python -m qhelpers.data {name}` to install it again."
-        ) from None
-    if stamp.get(path.name) != recorded:
-        try:
-            with atomic_open(stamp_path) as fh:
-                json.dump({path.name: recorded}, fh, indent=1, sort_keys=True)
-        except OSError:
-            pass  # a read-only data folder: the checksum is recomputed on each load
+        raise CorruptDataError(f"{exc}. {_damaged(name, path)}") from None
 
 
 def _download(url: str, dest: Path, timeout: float = 60.0) -> None:
@@ -735,7 +715,7 @@ def resolve_text(
                 raise CorruptDataError(f"{exc}. {_REPLACE[kind]}") from None
             dest.parent.mkdir(parents=True, exist_ok=True)
             os.replace(staged, dest)
-            _verify_text(dest, src, name)  # records the stamp
+            _verify_text(dest, src, name)
             return dest
     how = (f"copy {src.file} ({src.size:,} bytes, sha256 {src.sha256}) to {dest}, point QHELPERS_DATA_MIRROR at a "
            f"folder holding {src.folder}/{src.file}, or connect to the internet for the download")
@@ -769,6 +749,8 @@ class CharVocab:
 
     def encode(self, text: str) -> torch.Tensor:
         """``text`` as a 1-D int64 tensor of token ids; a character outside the vocabulary is a ValueError."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, not {describe(text)}")
         index = {c: i for i, c in enumerate(self.chars)}
         try:
             return torch.tensor([index[c] for c in text], dtype=torch.long)
@@ -777,7 +759,17 @@ class CharVocab:
 
     def decode(self, ids: torch.Tensor | list[int]) -> str:
         """The text of token ids (a tensor or a list)."""
-        values = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
+        if isinstance(ids, torch.Tensor):
+            if ids.dim() != 1 or ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+                raise TypeError(f"ids must be a 1-D integer tensor or a list of ints, not {describe(ids)}")
+            values = ids.tolist()
+        elif isinstance(ids, (list, tuple)):
+            values = list(ids)
+            bad = [i for i in values if isinstance(i, bool) or not isinstance(i, int)]
+            if bad:
+                raise TypeError(f"ids must hold ints (token ids), but {bad[0]!r} is a {type(bad[0]).__name__}")
+        else:
+            raise TypeError(f"ids must be a 1-D integer tensor or a list of ints, not {describe(ids)}")
         if any(not 0 <= i < len(self.chars) for i in values):
             raise ValueError(f"token ids must lie in 0..{len(self.chars) - 1}")
         return "".join(self.chars[i] for i in values)

@@ -41,6 +41,11 @@ def atomic_open(path: Path | str, mode: str = "w") -> Iterator[IO]:
     umask, e.g. 0644), not tempfile's 0600. On any failure, including Ctrl-C,
     the temporary file is removed and ``path`` is left as it was.
     """
+    if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
+        raise TypeError(f"atomic_open: path={path!r} must be a file path (str or Path)")
+    if mode not in ("w", "wb", "wt"):
+        raise ValueError(f"atomic_open: mode={mode!r} must be 'w', 'wt' or 'wb': it only writes (a read mode would "
+                         "replace the file by an empty one)")
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the kernel applies the umask
@@ -73,6 +78,22 @@ def _check(value: object, name: str, where: str = "value") -> None:
         )
 
 
+def _plain(name: object, value: object) -> Value:
+    """``value`` checked for recording under ``name``: a 0-d tensor or NumPy scalar as a Python number, JSON-ready."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ValueError(f"record name {name!r} must be snake_case: lowercase letters, digits and '_'")
+    if hasattr(value, "item") and not isinstance(value, (list, dict, str)):
+        try:
+            value = value.item()  # a 0-d tensor or NumPy scalar
+        except (ValueError, RuntimeError) as exc:
+            size = getattr(value, "size", None)
+            count = value.numel() if hasattr(value, "numel") else size
+            raise TypeError(f"record({name!r}): value is a {type(value).__name__} of {count} elements, not one "
+                            "number; record one element, or value.tolist() for a list") from None
+    _check(value, name)
+    return value  # type: ignore[return-value]
+
+
 def _fmt(value: Value) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -84,6 +105,8 @@ def read_results(path: Path | str) -> dict[str, Value]:
 
     Raises ``ValueError`` when ``path`` is a folder or does not hold a JSON object.
     """
+    if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
+        raise TypeError(f"read_results: path={path!r} must be the path of a .json file (str or Path)")
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"results file {path} is a folder; give the path of a .json file")
@@ -100,17 +123,7 @@ def read_results(path: Path | str) -> dict[str, Value]:
 
 def record(name: str, value: Value) -> Value:
     """Show a key result and save it where the book runner collects it; returns ``value``."""
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise ValueError(f"record name {name!r} must be snake_case: lowercase letters, digits and '_'")
-    if hasattr(value, "item") and not isinstance(value, (list, dict, str)):
-        try:
-            value = value.item()  # a 0-d tensor or NumPy scalar
-        except (ValueError, RuntimeError) as exc:
-            size = getattr(value, "size", None)
-            count = value.numel() if hasattr(value, "numel") else size
-            raise TypeError(f"record({name!r}): value is a {type(value).__name__} of {count} elements, not one "
-                            "number; record one element, or value.tolist() for a list") from exc
-    _check(value, name)
+    value = _plain(name, value)
     target = os.environ.get(RESULTS_ENV)
     if target:
         path = Path(target)
@@ -141,9 +154,15 @@ def claim(name: str, value: float, *, at_least: float | None = None, at_most: fl
     for what, limit in (("at_least", at_least), ("at_most", at_most)):
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float)) or not math.isfinite(limit)):
             raise TypeError(f"claim({name!r}): {what}={limit!r} must be a finite number or None")
-    value = record(name, value)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"claim({name!r}): value {value!r} must be a number to compare with the limits")
+    if at_least is not None and at_most is not None and at_least > at_most:
+        raise ValueError(f"claim({name!r}): at_least={at_least} is above at_most={at_most}: no value could hold; "
+                         "swap them (check notebooks/limits.yml)")
+    # Everything is checked before anything is recorded: a refused claim leaves the results file as it was.
+    plain = _plain(name, value)
+    if isinstance(plain, bool) or not isinstance(plain, (int, float)):
+        raise TypeError(f"claim({name!r}): value {plain!r} must be a number to compare with the limits "
+                        "(e.g. float(x) for a string or tensor)")
+    value = record(name, plain)
     if at_least is None and at_most is None:
         print(f"[claim] {name}: no limit in this configuration, not checked")
         return
@@ -165,6 +184,11 @@ def claim_limits(chapter: str, configuration: str, path: Path | str | None = Non
     """
     import yaml
 
+    for what, value in (("chapter", chapter), ("configuration", configuration)):
+        if not isinstance(value, str):
+            raise TypeError(f"claim_limits: {what}={value!r} must be a str, e.g. claim_limits('mnist-cnn', 'full')")
+    if path is not None and (not isinstance(path, (str, os.PathLike)) or not str(path).strip()):
+        raise TypeError(f"claim_limits: path={path!r} must be the path of a limits.yml (str or Path), or None")
     if path is None:
         here = Path.cwd() / "limits.yml"
         path = here if here.is_file() else Path(__file__).resolve().parents[1] / "notebooks" / "limits.yml"

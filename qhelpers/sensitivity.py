@@ -26,7 +26,7 @@ from typing import Iterable, Sequence
 import torch
 from torch import Tensor, nn
 
-from .checks import check_float_model
+from .checks import check_float_model, describe
 from .ptq import (
     Fuse, calibrate, check_calibration, check_granularity, check_layers, default_qconfig, fuse, ptq_fx, quantizable_layers,
 )
@@ -95,7 +95,8 @@ def layer_sensitivity(
     check_calibration(calibration)
     _check_inputs(inputs)
     if labels is not None:
-        if not isinstance(labels, Tensor) or labels.dim() != 1 or labels.is_floating_point() or labels.dtype == torch.bool:
+        if not isinstance(labels, Tensor) or labels.dim() != 1 or labels.is_floating_point() \
+                or labels.is_complex() or labels.dtype == torch.bool:
             kind = f"a {labels.dtype} tensor of shape {tuple(labels.shape)}" if isinstance(labels, Tensor) else type(labels).__name__
             raise TypeError(f"labels must be a 1-D tensor of integer class indices (or None), not {kind}")
         if len(labels) != len(inputs):
@@ -111,7 +112,18 @@ def layer_sensitivity(
             raise ValueError("layers=[] is empty: name at least one layer, or leave layers=None for all of them")
     model = model.eval()
     example = (inputs[:2],)
-    reference = _run(model, (inputs,), "inputs").float()
+    reference = _run(model, (inputs,), "inputs")
+    if not isinstance(reference, Tensor) or reference.dim() != 2 or reference.shape[0] != len(inputs) \
+            or not reference.is_floating_point():
+        got = describe(reference)
+        raise ValueError(f"the model returned {got} for {len(inputs)} inputs; layer_sensitivity compares logits of "
+                         f"shape ({len(inputs)}, number of classes): pass a classifier")
+    reference = reference.float()
+    if labels is not None and len(labels):
+        low, high, classes = int(labels.min()), int(labels.max()), reference.shape[1]
+        if low < 0 or high >= classes:
+            raise ValueError(f"labels hold {low if low < 0 else high}, which is not a class of this model: it outputs "
+                             f"{classes} classes (labels 0..{classes - 1}); pass the inputs' true class indices")
     ref_top1 = reference.argmax(1)
     results = []
     for name in progress(layers, desc="one layer at a time", unit="layer"):

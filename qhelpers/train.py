@@ -33,7 +33,7 @@ from tqdm.std import tqdm
 from .checks import SEED_MAX, check_int
 from .data import Loaders, check_loaders, data_dir
 from .record import atomic_open
-from .transformer import check_ids, lm_loss
+from .transformer import check_ids, check_vocab, lm_loss
 
 __all__ = [
     "History", "TrainConfig", "TrainingDivergedError", "evaluate", "predict", "fit", "LMHistory", "fit_lm", "cached",
@@ -55,6 +55,9 @@ def progress(iterable: Iterable | None = None, **kwargs) -> tqdm:
     It redraws at most every 2 s, so an executed notebook keeps a handful of
     lines, not thousands.
     """
+    if iterable is not None and not hasattr(iterable, "__iter__"):
+        raise TypeError(f"progress(iterable) needs something to iterate over (a list, a loader) or None, "
+                        f"not {type(iterable).__name__}")
     kwargs.setdefault("file", sys.stderr)
     kwargs.setdefault("mininterval", 2.0)
     kwargs.setdefault("ncols", 100)
@@ -120,11 +123,35 @@ class TrainConfig:
         ):
             raise TypeError(f"TrainConfig extra={self.extra!r} must be a tuple of (name, value) pairs, "
                             "e.g. (('stem', 'cifar'),)")
+        names = [k for k, _ in self.extra]
+        twice = sorted({k for k in names if names.count(k) > 1})
+        if twice:
+            raise ValueError(f"TrainConfig extra names {twice} more than once: give each name one value")
+        for k, v in self.extra:
+            _check_key_value(f"TrainConfig extra {k!r}", v)
 
     def key(self) -> str:
         """A hash of every field: the first half of a checkpoint's name."""
         payload = json.dumps(asdict(self), sort_keys=True, default=str)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _check_key_value(where: str, value: object) -> None:
+    """A value that hashes the same in every process: None, bool, int, finite float, str, or tuples/lists of them.
+
+    Anything else (a function, a tensor, an object whose repr holds a memory address or is cut short) would give a
+    checkpoint key that changes between runs, so the cache would never be hit, or that two values share.
+    """
+    if isinstance(value, (tuple, list)):
+        for i, item in enumerate(value):
+            _check_key_value(f"{where}[{i}]", item)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where} = {value} is not finite; give a finite number")
+    elif value is not None and not isinstance(value, (bool, int, float, str)):
+        kind = "a function" if callable(value) else f"a {type(value).__name__}"
+        raise TypeError(f"{where} is {kind}, which has no key that is the same in every run (the checkpoint cache "
+                        "would never be hit); give a str, number, bool, None or a tuple of them, e.g. a version "
+                        "number or the function's name")
 
 
 def _check_float(name: str, value: object, low: float, high: float | None, *, low_open: bool = False,
@@ -329,13 +356,27 @@ def fit_lm(
     the last ``eval_every`` steps; the validation loss is :func:`lm_loss` on
     ``val_windows`` at every ``eval_every`` steps and at the end.
     """
+    _check_model(model)
+    config = getattr(model, "config", None)
+    if not isinstance(getattr(config, "block_size", None), int) or not isinstance(getattr(config, "vocab_size", None), int):
+        raise TypeError(f"model must be a language model with a .config holding block_size and vocab_size (e.g. "
+                        f"qhelpers.transformer.GPT), not {type(model).__name__}")
     check_ids("train_ids", train_ids)
     for name, value in (("iters", iters), ("batch_size", batch_size), ("eval_every", eval_every)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name}={value!r} must be a positive int")
     if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
         raise ValueError(f"lr={lr!r} must be a positive finite number")
-    block = model.config.block_size
+    _check_float("weight_decay", weight_decay, 0.0, None)
+    check_int("warmup", warmup, 0)
+    check_int("seed", seed, 0, SEED_MAX)
+    if not isinstance(desc, str):
+        raise TypeError(f"desc={desc!r} must be a string (the progress bar's label)")
+    block = config.block_size
+    if len(train_ids) < block + 2:
+        raise ValueError(f"train_ids holds {len(train_ids)} tokens: a training window needs block_size + 2 = {block + 2} "
+                         "at least; give a longer text")
+    check_vocab("train_ids", train_ids, config.vocab_size)
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
@@ -439,6 +480,9 @@ def code_key(model: nn.Module, build: Callable[[], nn.Module] | None = None) -> 
     covered: after changing such code, add a version to ``TrainConfig.extra``
     (e.g. ``("version", 2)``) to retrain.
     """
+    _check_model(model)
+    if build is not None and not callable(build):
+        raise TypeError(f"build must be the function or class that builds the model (or None), not {type(build).__name__}")
     parts = [f"training {TRAINING_VERSION}"]
     classes: dict[str, type] = {}
     for name, module in model.named_modules():
@@ -501,8 +545,11 @@ def cached(
         raise TypeError(f"config must be a TrainConfig, not {type(config).__name__}")
     if not callable(train_fn):
         raise TypeError(f"train_fn must be a function that trains a model in place, not {type(train_fn).__name__}")
-    if cache_dir is not None and not isinstance(cache_dir, (str, os.PathLike)):
-        raise TypeError(f"cache_dir={cache_dir!r} must be a folder path (str or Path) or None")
+    if cache_dir is not None and (not isinstance(cache_dir, (str, os.PathLike)) or not str(cache_dir).strip()):
+        raise TypeError(f"cache_dir={cache_dir!r} must be a folder path (str or Path) or None (an empty path would mean "
+                        "the working directory)")
+    if not isinstance(history_type, type):
+        raise TypeError(f"history_type must be the history's dataclass (e.g. History), not {type(history_type).__name__}")
     cache = Path(cache_dir) if cache_dir is not None else data_dir() / "checkpoints"
     try:
         cache.mkdir(parents=True, exist_ok=True)  # before training, so a bad folder does not cost a training run

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import json
 import os
 import re
 import shutil
@@ -174,7 +173,15 @@ def test_calibration_batches_are_seeded_and_match_a_shuffled_loader():
     assert all(torch.equal(a, b) for a, b in zip(batches, expected))
     next(iter(loaders.train))  # using the training loader does not change the choice
     assert all(torch.equal(a, b) for a, b in zip(data.calibration_batches(loaders, 3, seed=4), batches))
-    assert [len(x) for x in data.calibration_batches(toy, 9, batch_size=20)] == [20, 20, 10]  # a Dataset: all it has
+    assert [len(x) for x in data.calibration_batches(toy, 3, batch_size=20)] == [20, 20, 10]  # the last one partial
+    with pytest.raises(ValueError, match=r"num_batches=9 batches of 20 images asks for 180 images, but the data set holds 50: "
+                                         r"3 batch\(es\) at most.*allow_fewer=True"):
+        data.calibration_batches(toy, 9, batch_size=20)
+    assert [len(x) for x in data.calibration_batches(toy, 9, batch_size=20, allow_fewer=True)] == [20, 20, 10]
+    with pytest.raises(ValueError, match=r"asks for 40 images, but the data set holds 10"):  # the issue's example
+        data.calibration_batches(_toy(10), 10, batch_size=4)
+    with pytest.raises(TypeError, match="allow_fewer=1 must be True or False"):
+        data.calibration_batches(toy, 2, allow_fewer=1)
     with pytest.raises(ValueError, match="empty"):
         data.calibration_batches(_toy(0), 2)
     with pytest.raises(ValueError, match="num_batches=0 must be at least 1"):
@@ -220,22 +227,34 @@ def _flip_label(value: int):
     return change
 
 
-def test_install_records_a_stamp_and_checks_md5_only_when_a_file_changed(installed, tmp_path, monkeypatch):
+def test_every_load_checks_the_md5(installed, tmp_path, monkeypatch):
     root = _copy(installed, tmp_path / "d")
-    assert set(json.loads((root / "MNIST" / ".qhelpers-verified.json").read_text())) == {
-        data._unpacked(f) for f, _ in data._files(datasets.MNIST)
-    }
     calls = []
     digest = data._digest
     monkeypatch.setattr(data, "_digest", lambda p, algorithm="md5": calls.append(p.name) or digest(p, algorithm))
     data.resolve("mnist", root)
-    assert calls == []  # sizes, headers and mtimes as recorded: no checksum needed
-    label_file = root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
-    os.utime(label_file, ns=(1, 1))
     data.resolve("mnist", root)
-    assert calls == ["t10k-labels-idx1-ubyte"]  # changed mtime: checked once, then recorded again
-    data.resolve("mnist", root)
-    assert calls == ["t10k-labels-idx1-ubyte"]
+    assert sorted(calls) == sorted(2 * [data._unpacked(f) for f, _ in data._files(datasets.MNIST)])
+
+
+@pytest.mark.parametrize("file", ["t10k-labels-idx1-ubyte", "train-images-idx3-ubyte"])
+def test_a_file_damaged_in_place_with_its_mtime_restored_is_refused(installed, tmp_path, file):
+    """A size-and-mtime stamp would pass it: one byte changed, same size, the old mtime put back."""
+    root = _copy(installed, tmp_path / "d")
+    path = root / "MNIST" / "raw" / file
+    data.load("mnist", train=False, root=root)  # verified once before the damage
+    st = path.stat()
+
+    def flip(blob: bytearray) -> bytearray:
+        blob[len(blob) // 2] ^= 0x01  # a pixel or a label, still a valid file
+        return blob
+
+    _rewrite(path, flip)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_size == st.st_size and path.stat().st_mtime_ns == st.st_mtime_ns
+    with pytest.raises(data.CorruptDataError, match=rf"{re.escape(str(path))}: md5 \w+ of the unpacked data does not match"
+                       r".*delete it and run `python -m qhelpers.data mnist` \(or `make data`\)"):
+        data.load("mnist", train=False, root=root)
 
 
 @pytest.mark.parametrize(
@@ -261,17 +280,6 @@ def test_a_damaged_installed_file_is_refused_with_advice(installed, tmp_path, fi
     # following the advice repairs it: the .gz files beside it are unpacked and checked again
     path.unlink()
     assert len(data.load("mnist", train=file.startswith("train"), root=root)) in (10000, 60000)
-
-
-def test_out_of_range_labels_are_refused_even_if_the_stamp_is_fooled(installed, tmp_path):
-    root = _copy(installed, tmp_path / "d")
-    path = root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
-    stamp_file = root / "MNIST" / ".qhelpers-verified.json"
-    stamp = json.loads(stamp_file.read_text())
-    _rewrite(path, _flip_label(200))
-    os.utime(path, ns=(1, stamp[path.name][1]))  # same size and mtime as recorded: the md5 is not recomputed
-    with pytest.raises(data.CorruptDataError, match=r"t10k-labels-idx1-ubyte: label 200 of item 17 is outside 0\.\.9.*delete it"):
-        data.load("mnist", train=False, root=root)
 
 
 def test_the_missing_data_advice_works_when_followed(tmp_path, no_download, monkeypatch):
@@ -513,8 +521,6 @@ def test_text_from_the_mirror_is_verified_installed_and_split(tmp_path, no_text_
     path = data.resolve_text("tinyshakespeare", tmp_path, mirror=MIRROR)
     assert path == tmp_path / "tinyshakespeare" / "input.txt" and path.stat().st_size == 1_115_394
     assert oct(path.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
-    stamp = json.loads((path.parent / ".qhelpers-verified.json").read_text())
-    assert stamp["input.txt"][2] == data.TEXTS["tinyshakespeare"].sha256
     assert [p.name for p in tmp_path.iterdir()] == ["tinyshakespeare"]  # no staging folder left
     text = data.load_text("tinyshakespeare", tmp_path)
     assert len(text) == 1_115_394 and text.startswith("First Citizen:")
@@ -532,17 +538,22 @@ def _umask() -> int:
 
 
 @needs_text_mirror
-def test_installed_text_checksum_only_when_it_changed(tmp_path, monkeypatch):
+def test_installed_text_is_checksummed_on_every_load_even_with_its_mtime_restored(tmp_path, monkeypatch):
     path = data.resolve_text("tinyshakespeare", tmp_path, mirror=MIRROR)
     calls = []
     digest = data._digest
     monkeypatch.setattr(data, "_digest", lambda p, algorithm="md5": calls.append(p.name) or digest(p, algorithm))
     data.resolve_text("tinyshakespeare", tmp_path)
-    assert calls == []
-    os.utime(path, ns=(1, 1))
     data.resolve_text("tinyshakespeare", tmp_path)
-    data.resolve_text("tinyshakespeare", tmp_path)
-    assert calls == ["input.txt"]
+    assert calls == ["input.txt", "input.txt"]
+    st = path.stat()
+    blob = bytearray(path.read_bytes())
+    blob[777] ^= 0x01
+    path.write_bytes(bytes(blob))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # same size, same mtime: only the checksum can tell
+    with pytest.raises(data.CorruptDataError, match=rf"{re.escape(str(path))}: sha256 \w+ does not match.*delete it and run "
+                       r"`python -m qhelpers.data tinyshakespeare` \(or `make data`\)"):
+        data.load_text("tinyshakespeare", tmp_path)
 
 
 @needs_text_mirror

@@ -164,7 +164,7 @@ def test_claim_limits_are_data_beside_the_notebooks():
 
     for dataset in ("mnist", "fashion-mnist", "quick"):
         assert set(claim_limits("mnist-cnn", dataset)) == {"fp32_min", "int8_max_drop_pp", "agreement_min",
-                                                          "qat_max_gap_pp", "qat_min_recovery"}
+                                                          "noise_pp", "qat_vs_best_ptq_pp", "qat_min_recovery"}
     for configuration in ("full", "imagenet", "quick"):
         assert set(claim_limits("resnet18", configuration)) == {"fp32_min", "int8_tol_pp", "calibration_max_drop_pp"}
     assert claim_limits("concepts", "default")["sqnr_db_per_bit"] == {"at_least": 5.5, "at_most": 6.5}

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from .kernel import NotebookFailed, sigterm_interrupts
 from .manifest import FULL, Book, BookError, did_you_mean, find_book, load_book, parse_assignments, stanza
 
 EPILOG = """examples:
@@ -37,15 +36,23 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageError(f"{message}; see `{self.prog} --help`")
 
 
+def _folder(text: str) -> Path:
+    """A folder path given on the command line; an empty one (``--out ''``) would silently mean the working directory."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is empty: give a folder path (e.g. --out build), or leave the option out "
+                                         "for the default")
+    return Path(text)
+
+
 def _parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="python -m qhelpers.book", description=__doc__, epilog=EPILOG,
                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--book", type=Path, help="path of book.yml (default: the nearest one from the working directory)")
+    ap.add_argument("--book", type=_folder, help="path of book.yml (default: the nearest one from the working directory)")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--profile", default=FULL, help="named parameter set from book.yml (default: full = notebook defaults)")
-        p.add_argument("--out", type=Path, help="build folder (default: build/ next to book.yml)")
+        p.add_argument("--out", type=_folder, help="build folder (default: build/ next to book.yml)")
         p.add_argument("--no-progress", action="store_true", help="no per-cell progress bar")
 
     r = sub.add_parser("run", help="execute chapters in order into build/<profile>/ and build the book")
@@ -64,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
 
     h = sub.add_parser("html", help="build the book (build/<profile>/book/index.html) from the last run, or from the committed notebooks")
     h.add_argument("--profile", default=FULL)
-    h.add_argument("--out", type=Path)
+    h.add_argument("--out", type=_folder)
     h.add_argument("--committed", action="store_true", help="render the committed notebooks into build/committed/book/ (nothing is run)")
 
     lab = sub.add_parser("lab", help="open the course's notebooks in JupyterLab with the course's kernel (this Python)")
@@ -91,6 +98,20 @@ def _stanza_root(book: Path | None) -> Path | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; Ctrl-C (or SIGTERM) at any moment, even while the modules load, is one line and 128 + signal."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        how = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        print(f"interrupted ({how})" + (f": {exc}" if str(exc) else ""), file=sys.stderr)
+        return 128 + signum
+
+
+def _main(argv: list[str] | None) -> int:
+    # The runner's kernel client (jupyter_client, zmq, nbformat: about 1.5 s) loads here, inside main's Ctrl-C handling.
+    from .kernel import NotebookFailed, sigterm_interrupts
+
     try:
         parser = _parser()
         args, unknown = parser.parse_known_args(argv)
@@ -112,11 +133,6 @@ def main(argv: list[str] | None = None) -> int:
     except BookError as exc:
         print(f"error: {exc}" if len(exc.problems) == 1 else f"error:\n{exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as exc:
-        signum = getattr(exc, "signum", signal.SIGINT)
-        how = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-        print(f"interrupted ({how})" + (f": {exc}" if str(exc) else ""), file=sys.stderr)
-        return 128 + signum
     except OSError as exc:  # e.g. the disk filled up while writing the build folder
         print(f"error: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""), file=sys.stderr)
         return 1

@@ -16,6 +16,7 @@ Schema (all keys required unless marked optional)::
             default: 8             # must equal the notebook's default
             choices: [2, 3, 4, 6, 8]   # optional: allowed values
             range: [1, 16]         # optional: inclusive [lo, hi] for int/float (null = unbounded)
+            path: folder           # optional, str only: folder | file, which must exist when the value is not ""
             nullable: false        # optional: whether None is allowed (true when the default is None)
             help: bit-width of the weights
         profiles:                  # optional: overrides per profile; `full` = the notebook defaults
@@ -64,6 +65,11 @@ TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _TRUE, _FALSE = {"true", "yes", "1", "on"}, {"false", "no", "0", "off"}
 _NULL = {"none", "null"}
+# Numbers on the command line: ASCII digits only (Python's int()/float() also read other scripts' digits and '_').
+_ASCII_INT = re.compile(r"[ \t]*[+-]?[0-9]+[ \t]*", re.ASCII)
+_ASCII_FLOAT = re.compile(r"[ \t]*[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?[ \t]*", re.ASCII)
+_FLOAT_WORDS = {"inf", "infinity", "nan"}  # read, then refused as not finite
+_ASCII_ONLY = "write numbers with the ASCII digits 0-9 only (no '_' separators, no digits of other scripts)"
 _ASSIGNED = re.compile(r"^(?:[a-z0-9][a-z0-9_-]*\.)?[A-Za-z_]\w*$")  # name or chapter.name of -p
 
 
@@ -101,6 +107,7 @@ class Parameter:
     choices: tuple | None = None
     range: tuple | None = None
     nullable: bool = False
+    path: str | None = None  # "folder" or "file": a str parameter naming one (checked to exist when set, not "")
 
     def problem(self, value: Any) -> str | None:
         """Why ``value`` is not acceptable for this parameter, or ``None`` if it is."""
@@ -119,11 +126,26 @@ class Parameter:
             lo, hi = self.range
             if (lo is not None and value < lo) or (hi is not None and value > hi):
                 return f"{self.name} = {value!r} is out of range [{lo}, {hi}]"
+        if self.path is not None and isinstance(value, str) and value != "":
+            where = Path(value).expanduser()
+            if not where.exists():
+                return (f"{self.name} = {value!r}: {where.absolute()} does not exist; give the path of an existing "
+                        f"{self.path} ({self.help or 'see `python -m qhelpers.book list`'})")
+            if self.path == "folder" and not where.is_dir():
+                return f"{self.name} = {value!r}: {where.absolute()} is a file, not a folder; give the folder's path"
+            if self.path == "file" and not where.is_file():
+                return f"{self.name} = {value!r}: {where.absolute()} is a folder, not a file; give the file's path"
         return None
 
     def parse(self, text: str) -> Any:
-        """The value of a command-line string (``"4"``, ``"mnist"``, ``"true"``) for this parameter, checked."""
+        """The value of a command-line string (``"4"``, ``"mnist"``, ``"true"``) for this parameter, checked.
+
+        A path parameter's relative path is made absolute here, from the working directory of the command line
+        (the notebook's kernel runs in the notebook's folder).
+        """
         value = parse_value(text, self.type, nullable=self.nullable)
+        if self.path is not None and isinstance(value, str) and value.strip():
+            value = str(Path(value).expanduser().absolute())
         problem = self.problem(value)
         if problem:
             raise BookError(problem)
@@ -134,7 +156,8 @@ class Parameter:
             f" one of {', '.join(map(str, self.choices))}" if self.choices is not None
             else f" in [{self.range[0]}, {self.range[1]}]" if self.range is not None else ""
         )
-        return f"{self.name} ({self.type}{allowed}; default {self.default!r}): {self.help}"
+        kind = f"{self.type}, the path of a {self.path}" if self.path else self.type
+        return f"{self.name} ({kind}{allowed}; default {self.default!r}): {self.help}"
 
 
 @dataclass(frozen=True)
@@ -230,9 +253,14 @@ def parse_value(text: str, type_name: str, *, nullable: bool = False) -> Any:
         return None
     try:
         if type_name == "int":
-            return int(text)
+            value = int(text)
+            if not _ASCII_INT.fullmatch(text):  # int() also reads '٨', '１６' and '1_0'
+                raise BookError(f"{text!r} is not a valid int: {_ASCII_ONLY}, e.g. 8")
+            return value
         if type_name == "float":
             value = float(text)
+            if not _ASCII_FLOAT.fullmatch(text) and text.strip().lower().lstrip("+-") not in _FLOAT_WORDS:
+                raise BookError(f"{text!r} is not a valid float: {_ASCII_ONLY}, e.g. 0.5 or 1e-3")
             if not math.isfinite(value):
                 raise BookError(f"{text!r} is not a finite number; give a finite float")
             return value
@@ -350,9 +378,9 @@ def _parameter(where: str, name: str, spec: Any, problems: list[str]) -> Paramet
     if not isinstance(spec, dict):
         problems.append(f"{where}: parameter {name} must be a mapping with type, default, help")
         return None
-    unknown = set(spec) - {"type", "default", "help", "choices", "range", "nullable"}
+    unknown = set(spec) - {"type", "default", "help", "choices", "range", "nullable", "path"}
     if unknown:
-        problems.append(f"{where}: parameter {name} has unknown keys {sorted(map(str, unknown))}; allowed: type, default, help, choices, range, nullable")
+        problems.append(f"{where}: parameter {name} has unknown keys {sorted(map(str, unknown))}; allowed: type, default, help, choices, range, nullable, path")
     type_name = spec.get("type")
     if type_name not in TYPES:
         problems.append(f"{where}: parameter {name} has type {type_name!r}; use one of {', '.join(TYPES)}")
@@ -381,10 +409,14 @@ def _parameter(where: str, name: str, spec: Any, problems: list[str]) -> Paramet
     if not isinstance(nullable, bool):
         problems.append(f"{where}: parameter {name}: nullable must be true or false, not {nullable!r}")
         nullable = False
+    path = spec.get("path")
+    if path is not None and (path not in ("folder", "file") or type_name != "str"):
+        problems.append(f"{where}: parameter {name}: path must be `folder` or `file`, and only for a str parameter (got {path!r})")
+        path = None
     p = Parameter(
         name=name, type=type_name, default=spec["default"], help=str(spec.get("help") or ""),
         choices=tuple(choices) if choices is not None else None,
-        range=tuple(rng) if rng is not None else None, nullable=nullable,
+        range=tuple(rng) if rng is not None else None, nullable=nullable, path=path,
     )
     if not p.help:
         problems.append(f"{where}: parameter {name} has no help text; add `help:` (one line)")
@@ -581,6 +613,7 @@ def load_book(path: Path | str | None = None, *, check_notebooks: bool | Iterabl
         path = path / "book.yml"
     if not path.is_file():
         raise BookError(f"{path} does not exist; pass the path of the course's book.yml")
+    path = path.resolve()  # chapters' notebook paths are absolute, whatever the working directory (--book book.yml)
     try:
         raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
