@@ -9,6 +9,7 @@ from qhelpers import packing
 from qhelpers.exercises import Feedback, check_pack_int4
 from qhelpers.solutions.packing import my_pack_int4, my_unpack_int4
 from qhelpers.packing import pack as imported_pack
+from torchao.prototype.dtypes.uintx import bitpacking  # noqa: F401  (imported: the refusal names its function)
 
 
 def test_the_reference_solution_passes():
