@@ -3,7 +3,9 @@
 - :func:`ptq_eager`: ``torch.ao.quantization`` eager mode. The model must be
   written for it (``QuantStub``/``DeQuantStub``, ReLUs as modules), fused by
   hand, then ``prepare`` -> calibrate -> ``convert``. Output: a model of
-  quantized modules running fbgemm's INT8 kernels.
+  quantized modules running fbgemm's INT8 kernels for Linear and, under the
+  ``x86`` engine, oneDNN's for convolutions where the CPU has AVX-512 VNNI
+  (fbgemm's otherwise).
 - :func:`ptq_fx`: FX graph mode (``prepare_fx``/``convert_fx``). The model is
   traced symbolically, so no stubs and no manual fusion are needed.
 - :func:`ptq_pt2e`: PT2E, the path torchao carries forward: ``torch.export``,
