@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
-import argparse
 import os
-import re
 import signal
 import sys
-from pathlib import Path
-from typing import NoReturn
 
-from .manifest import FULL, Book, BookError, did_you_mean, find_book, load_book, parse_assignments, stanza
+
+def _interrupted_while_loading(signum: int, frame: object) -> None:
+    """Ctrl-C before :func:`main` is running (the modules below still loading): one line, exit 130, no traceback."""
+    os.write(2, b"interrupted (Ctrl-C)\n")
+    os._exit(128 + signum)
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, _interrupted_while_loading)
+
+import argparse  # noqa: E402
+import re  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import NoReturn  # noqa: E402
+
+from .manifest import FULL, Book, BookError, did_you_mean, find_book, load_book, parse_assignments, stanza  # noqa: E402
 
 EPILOG = """examples:
   python -m qhelpers.book run --profile smoke
@@ -99,6 +110,8 @@ def _stanza_root(book: Path | None) -> Path | None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; Ctrl-C (or SIGTERM) at any moment, even while the modules load, is one line and 128 + signal."""
+    if signal.getsignal(signal.SIGINT) is _interrupted_while_loading:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on Ctrl-C is a KeyboardInterrupt
     try:
         return _main(argv)
     except KeyboardInterrupt as exc:
@@ -210,4 +223,6 @@ def _command(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the work is done: a Ctrl-C while Python shuts down changes nothing
+    sys.exit(code)
