@@ -1,7 +1,10 @@
 """Fixtures shared by several test files."""
 
+import sys
+
 import pytest
 import torch
+from book_fixtures import tiny_book
 
 
 @pytest.fixture
@@ -16,3 +19,20 @@ def torch_home(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
     return home
+
+
+@pytest.fixture
+def book_path(tmp_path, monkeypatch):
+    """A tiny book.yml whose chapters must never execute: the CLI tests check what happens before a kernel starts."""
+    path = tiny_book(tmp_path)
+
+    def no_kernel(*args, **kwargs):
+        raise AssertionError("a notebook would have been executed")
+
+    import qhelpers.book.runner  # noqa: F401  (loaded on first use by the CLI)
+    import qhelpers.book.sweeps  # noqa: F401
+
+    monkeypatch.setattr("qhelpers.book.runner.execute_papermill", no_kernel)
+    monkeypatch.setattr("qhelpers.book.runner.execute_in_place", no_kernel)
+    monkeypatch.setattr(sys.modules["qhelpers.book.sweeps"], "execute_papermill", no_kernel)
+    return path

@@ -11,21 +11,6 @@ from book_fixtures import tiny_book, write_notebook
 from qhelpers.book.__main__ import main
 
 
-@pytest.fixture
-def book_path(tmp_path, monkeypatch):
-    path = tiny_book(tmp_path)
-
-    def no_kernel(*args, **kwargs):
-        raise AssertionError("a notebook would have been executed")
-
-    monkeypatch.setattr("qhelpers.book.runner.execute_papermill", no_kernel)
-    monkeypatch.setattr("qhelpers.book.runner.execute_in_place", no_kernel)
-    import sys
-
-    monkeypatch.setattr(sys.modules["qhelpers.book.sweeps"], "execute_papermill", no_kernel)
-    return path
-
-
 def refused(capsys, argv: list[str], expected: str, code: int = 2) -> str:
     """Run the CLI; assert the exit code, one stderr line containing ``expected`` and no traceback."""
     assert main(argv) == code

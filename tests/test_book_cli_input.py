@@ -21,18 +21,6 @@ from qhelpers.book.__main__ import main
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def book_path(tmp_path, monkeypatch):
-    path = tiny_book(tmp_path)
-
-    def no_kernel(*args, **kwargs):
-        raise AssertionError("a notebook would have been executed")
-
-    monkeypatch.setattr("qhelpers.book.runner.execute_papermill", no_kernel)
-    monkeypatch.setattr(sys.modules["qhelpers.book.sweeps"], "execute_papermill", no_kernel)
-    return path
-
-
 def one_line(capsys, argv: list[str], expected: str, code: int = 2) -> str:
     assert main(argv) == code
     err = capsys.readouterr().err
