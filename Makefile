@@ -24,18 +24,18 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 data: $(VENV)/.installed
-	$(PY) -m qhelpers.data mnist tinyshakespeare
+	$(PY) -m qhelpers.course.datasets mnist tinyshakespeare
 
 course: data
-	$(PY) -m qhelpers.book run --profile $(PROFILE)
+	$(PY) -m qhelpers.course.book run --profile $(PROFILE)
 
 test: unit nbval
 
 lab: data
-	$(PY) -m qhelpers.book lab
+	$(PY) -m qhelpers.course.book lab
 
 book: $(VENV)/.installed
-	$(PY) -m qhelpers.book html --committed
+	$(PY) -m qhelpers.course.book html --committed
 
 # The CPU class of most laptops and of AMD Zen 1-3: AVX2, no AVX-512 and no VNNI. The libraries read the
 # variables of `qhelpers.hardware --caps` when they load; `--expect avx2` checks that they took effect.
@@ -46,7 +46,7 @@ test-avx2: data
 	$(AVX2_ENV) $(MAKE) --no-print-directory unit nbval PYTEST_ARGS='-m "not browser"'
 
 course-avx2: data
-	$(AVX2_ENV) $(PY) -m qhelpers.book run --profile $(PROFILE)
+	$(AVX2_ENV) $(PY) -m qhelpers.course.book run --profile $(PROFILE)
 
 # PYTEST_ARGS: e.g. -m "not browser" (test-avx2 skips the browser tests: the pages and JupyterLab do not depend on the CPU)
 unit: data
@@ -57,7 +57,7 @@ nbval: data
 
 # Re-execute the committed notebooks in place (do this before committing them).
 notebooks: data
-	$(PY) -m qhelpers.book execute-in-place
+	$(PY) -m qhelpers.course.book execute-in-place
 
 clean:
 	rm -rf build

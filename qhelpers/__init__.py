@@ -1,32 +1,23 @@
 """qhelpers: the helper package behind the qcourse notebooks, one module per concept.
 
-From the bottom layer up (a module imports only from its own layer or below;
-see ARCHITECTURE.md):
+The teaching modules, from the bottom layer up (a module imports only from its own layer or below;
+see ARCHITECTURE.md), each reading top-down as its lesson does:
 
-- base: ``checks`` (argument checks), ``record`` (results and claims),
-  ``repro`` (seeds, threads, engine), ``hardware`` (what the CPU can do);
-- math: ``quant`` (affine quantization), ``ranges`` (clipping ranges),
-  ``formats`` (number formats);
-- data and models: ``data``, ``models``;
-- training: ``train`` (fit, evaluate, checkpoint cache), ``zoo`` (the trained models);
-- quantization: ``ptq`` (eager, FX, PT2E), ``qat`` (fake quantization, low-bit,
-  QAT), ``convert`` (FP16/BF16 casts, dynamic INT8), ``sensitivity``;
-- measurement: ``bench`` (size, storage, latency), ``plots``, ``exercises``;
-- ``book``: the course runner (``python -m qhelpers.book``).
+- base: ``checks`` (argument checks), ``hardware`` (what the CPU and its kernels can do);
+- math: ``quant`` (affine quantization), ``ranges`` (clipping ranges), ``formats`` (number formats),
+  ``packing`` (2/3/4-bit codes packed into bytes);
+- data and models: ``data`` (splits, loaders, calibration batches, character vocabularies, ImageNet
+  folders), ``models`` (SimpleCNN, MLP, ResNet-18), ``transformer`` (a nanoGPT-style character model);
+- training: ``train`` (``fit``, ``fit_lm``, ``evaluate``, ``TrainConfig``);
+- quantization: ``ptq`` (eager, FX, PT2E), ``qat`` (fake quantization, low-bit, QAT), ``convert``
+  (FP16/BF16 casts, dynamic INT8), ``sensitivity``, ``weight_only`` (group-wise W8A16/W4A16),
+  ``codebook`` (k-means codebooks), ``activations`` (captured inputs, outlier channels),
+  ``activation_aware`` (AWQ-style scaling), ``smoothing`` (SmoothQuant);
+- measurement: ``bench`` (size, storage, latency), ``plots``.
+
+The course machinery lives in the sub-package ``qhelpers.course`` (the book runner, ``record``/``claim``,
+``setup``, exercises and their solutions, data fetching, the checkpoint cache and the trained-model zoo);
+the teaching modules never import it, so they read without it.
 """
 
-from .record import claim, claim_limits, record
-
-__all__ = ["claim", "claim_limits", "record", "setup"]
 __version__ = "0.1.0"
-
-
-def __getattr__(name: str):
-    """``setup`` is loaded on first use: it imports torch (about 2 s), which ``python -m qhelpers.book`` must not wait
-    for before it can answer Ctrl-C or a bad command line with one line."""
-    if name == "setup":
-        from .repro import setup
-
-        globals()["setup"] = setup
-        return setup
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterator, Mapping
 import torch
 from torch import nn
 
-from .checks import check_int
+from .checks import check_int, check_module
 from .formats import VALUES_PER_ELEMENT
 
 __all__ = [
@@ -40,12 +40,6 @@ __all__ = [
 
 
 # --- argument checks ------------------------------------------------------------------------------
-
-def _check_module(model: object, what: str = "model") -> nn.Module:
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"{what} must be a torch.nn.Module, not {type(model).__name__}")
-    return model
-
 
 def _check_timing(repeats: object, warmup: object, threads: object, min_time_s: object) -> None:
     """The settings of :func:`latency`: counts are ints (repeats and threads at least 1), the time a finite number >= 0."""
@@ -72,7 +66,7 @@ def _check_mapping(value: object, what: str, example: str) -> Mapping:
 
 def state_dict_bytes(model: nn.Module) -> int:
     """Bytes of ``torch.save(model.state_dict())``: what the model costs on disk."""
-    _check_module(model)
+    check_module(model)
     buf = io.BytesIO()
     torch.save(model.state_dict(), buf)
     return buf.getbuffer().nbytes
@@ -113,7 +107,7 @@ def element_bytes(t: torch.Tensor) -> float:
 
 
 def _state_tensors(model: nn.Module) -> Iterator[torch.Tensor]:
-    _check_module(model)
+    check_module(model)
     for value in model.state_dict().values():
         for _, t in stored_tensors(value):
             yield t
@@ -270,7 +264,7 @@ def compare(
     if not models:
         raise ValueError("compare() needs at least one model")
     for name, model in models.items():
-        _check_module(model, f"models[{name!r}]")
+        check_module(model, f"models[{name!r}]")
     if example is not None:
         _check_example(example)
     if accuracy is not None:
@@ -354,7 +348,7 @@ def compile_for_cpu(model: nn.Module, *, dynamic: bool = False) -> Callable[[tor
     """
     import torch._inductor.config as inductor_config
 
-    _check_module(model)
+    check_module(model)
     if not isinstance(dynamic, bool):
         raise TypeError(f"dynamic={dynamic!r} must be True or False, not {type(dynamic).__name__}")
     inductor_config.freezing = True
@@ -383,7 +377,7 @@ def file_breakdown(model: nn.Module) -> dict[str, int]:
     """
     import zipfile
 
-    _check_module(model)
+    check_module(model)
     buf = io.BytesIO()
     torch.save(model.state_dict(), buf)
     total = buf.getbuffer().nbytes
@@ -419,7 +413,7 @@ def storage(model: nn.Module, *, only: Callable[[str], bool] | None = None):
     """What each state-dict entry really stores: class, inner tensors' dtype and shape, bytes (a DataFrame)."""
     import pandas as pd
 
-    _check_module(model)
+    check_module(model)
     if only is not None and not callable(only):
         raise TypeError(f"only must be a function, e.g. lambda key: key.startswith('net.1.'), or None; got {type(only).__name__} {only!r}")
     rows = []
@@ -442,7 +436,7 @@ def storage(model: nn.Module, *, only: Callable[[str], bool] | None = None):
 
 def linear_kinds(model: nn.Module) -> dict[str, str]:
     """For each Linear-like module: its class, and the class of its weight if that is not a plain tensor."""
-    _check_module(model)
+    check_module(model)
     out = {}
     for name, mod in model.named_modules():
         cls = mod._get_name()  # torch.ao's dynamic Linear reports itself as DynamicQuantizedLinear
@@ -459,14 +453,14 @@ def linear_kinds(model: nn.Module) -> dict[str, str]:
 
 def module_types(model: nn.Module) -> dict[str, str]:
     """``{qualified name: class name}`` for every submodule (the root is ``''``)."""
-    _check_module(model)
+    check_module(model)
     return {name: mod._get_name() for name, mod in model.named_modules()}
 
 
 def inserted_modules(before: nn.Module, after: nn.Module) -> dict[str, str]:
     """Submodules of ``after`` that are new or changed class compared with ``before``: what a prepare/convert step did."""
-    _check_module(before, "before")
-    _check_module(after, "after")
+    check_module(before, "before")
+    check_module(after, "after")
     old = module_types(before)
     return {name: cls for name, cls in module_types(after).items() if old.get(name) != cls and name}
 
@@ -477,7 +471,7 @@ def work_by_layer_type(model: nn.Module, example: torch.Tensor) -> dict[str, dic
     Counted with forward hooks on ``nn.Conv2d`` and ``nn.Linear``: what dynamic
     quantization of Linear layers can and cannot reach.
     """
-    _check_module(model)
+    check_module(model)
     if not isinstance(example, torch.Tensor) or example.dim() == 0 or example.shape[0] == 0:
         kind = f"a tensor of shape {tuple(example.shape)}" if isinstance(example, torch.Tensor) else type(example).__name__
         raise TypeError(f"example must be a non-empty batch of inputs as a torch.Tensor, not {kind}")

@@ -29,10 +29,11 @@ def check_int(name: str, value: object, lo: int | None = None, hi: int | None = 
     return int(value)
 
 
-def check_flag(name: str, value: object) -> bool:
-    """``value`` if it is ``True`` or ``False`` (not 0/1, not a string)."""
+def check_flag(name: str, value: object, meaning: str = "") -> bool:
+    """``value`` if it is ``True`` or ``False`` (not 0/1, not a string); ``meaning`` (e.g. ``" (True: ...)"``) goes
+    into the message after "True or False"."""
     if not isinstance(value, bool):
-        raise TypeError(f"{name}={value!r} must be True or False, not {type(value).__name__}")
+        raise TypeError(f"{name}={value!r} must be True or False{meaning}, not {type(value).__name__}")
     return value
 
 

@@ -29,16 +29,10 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .checks import check_float_model
+from .checks import check_float_model, check_module
 from .formats import check_float_dtype
 
 __all__ = ["CastInputs", "to_dtype", "Autocast", "DynamicBackend", "dynamic_int8", "variants"]
-
-
-def _check_module(model: object, what: str = "model") -> nn.Module:
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"{what} must be an nn.Module, got {type(model).__name__}")
-    return model
 
 
 def _check_callable(name: str, fn: object, example: str) -> None:
@@ -51,7 +45,7 @@ class CastInputs(nn.Module):
 
     def __init__(self, model: nn.Module, dtype: torch.dtype) -> None:
         super().__init__()
-        _check_module(model)
+        check_module(model)
         check_float_dtype(dtype)
         self.model = model
         self.dtype = dtype
@@ -89,7 +83,7 @@ class Autocast(nn.Module):
 
     def __init__(self, model: nn.Module, dtype: torch.dtype | str = torch.bfloat16) -> None:
         super().__init__()
-        _check_module(model)
+        check_module(model)
         self.model = model
         self.dtype = _half_dtype(dtype)
 
@@ -134,7 +128,7 @@ def dynamic_int8(
     ``filter_fn(module, fqn)`` chooses which Linear layers to convert (all by default).
     Convolutions are never touched: they need static quantization (chapters 04-05).
     """
-    _check_module(model)
+    check_module(model)
     if not isinstance(backend, DynamicBackend):
         raise TypeError(f"backend must be a DynamicBackend, e.g. DynamicBackend.TORCHAO_DYNAMIC, not {backend!r}; "
                         f"choose one of {', '.join(f'DynamicBackend.{b.name}' for b in DynamicBackend)}")

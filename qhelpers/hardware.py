@@ -641,7 +641,7 @@ def separate_inductor_cache() -> Path:
     (seen with this course's GPT decoder). ``<cache>`` is the folder
     ``TORCHINDUCTOR_CACHE_DIR`` names (or inductor's default); a second call
     replaces the ``isa-`` part rather than nesting. Call it before the first
-    ``torch.compile`` of a process (:func:`qhelpers.repro.setup` does).
+    ``torch.compile`` of a process (:func:`qhelpers.course.repro.setup` does).
     """
     from torch._inductor.runtime.cache_dir_utils import default_cache_dir
 

@@ -11,7 +11,7 @@ model; it has the same parameter names, so it loads SimpleCNN's weights.
 ``resnet18_mnist`` is torchvision's ResNet-18 with a small-image stem;
 ``load_resnet18`` gives the ImageNet one with torchvision's pretrained
 weights (from its cache), and ``plain_resnet`` a plain twin of a
-quantizable ResNet for FX and PT2E. Trained copies come from :mod:`qhelpers.zoo`.
+quantizable ResNet for FX and PT2E. Trained copies come from :mod:`qhelpers.course.zoo`.
 
 Constructors check their arguments (``num_classes`` a positive int, known
 ``stem``/``weights`` names, bools for flags) and raise a ValueError or

@@ -36,8 +36,8 @@ quantization (straight-through gradients), the observers following along.
 Bit-widths from 2 to 8 are supported (the grids live in 8-bit containers).
 Every argument is checked before anything is built or trained: the model must
 be a float model with quant/dequant stubs, ``keep_8bit`` a list of its module
-names, ``fuse`` groups it can fuse; a cached fine-tune is only loaded for
-arguments that would also have trained.
+names, ``fuse`` groups it can fuse; a cached fine-tune (``cache=``, see
+:func:`qat_lowbit`) is only loaded for arguments that would also have trained.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ import copy
 import hashlib
 import math
 import numbers
-from typing import Iterable, Literal, Sequence, get_args
+from typing import Callable, Iterable, Literal, Sequence, get_args
 
 import torch
 import torch.nn.functional as F
@@ -66,20 +66,23 @@ from torch.ao.quantization import (
     prepare_qat,
 )
 
-from .checks import SEED_MAX, check_float_model, check_int
+from .checks import SEED_MAX, check_float_model, check_function, check_int, check_module
 from .data import Loaders, check_loaders, shuffled
 from .ptq import Fuse, calibrate, check_calibration, check_granularity, fuse as fuse_model
 from .quant import PerChannel, PerTensor, quant_range
 from .ranges import MSEObserver, PerChannelMSEObserver
-from .train import History, TrainConfig, cached, fit, validation_loader
+from .train import History, TrainConfig, fit, validation_loader
 
 __all__ = [
     "FakeQuantizedModel", "Int8Linear", "lowbit_qconfig", "fake_quant_model", "ptq_lowbit", "qat_lowbit", "freeze",
-    "weights_key", "compare_bits", "Clipping", "CLIPPINGS",
+    "weights_key", "compare_bits", "Clipping", "CLIPPINGS", "Cache",
 ]
 
 Clipping = Literal["minmax", "mse", "histogram"]  # how a low-bit PTQ model chooses its ranges (lowbit_qconfig)
 CLIPPINGS: tuple[str, ...] = get_args(Clipping)
+# What keeps a fine-tune (qat_lowbit's ``cache``): ``cache(build, config, train_fn) -> (model, history, loaded)``, e.g.
+# the course's qhelpers.course.cache.cached, which builds (seeded), loads or trains, and stores.
+Cache = Callable[[Callable[[], nn.Module], TrainConfig, Callable[[nn.Module], History]], tuple[nn.Module, History, bool]]
 
 # QAT clips the gradients' global norm: at 2 bits the straight-through gradients can grow until the activations
 # overflow (measured: MNIST SimpleCNN, seed 2, NaN loss at step 457 of 860 without clipping).
@@ -252,8 +255,7 @@ def fake_quant_model(
 
 def freeze(model: nn.Module) -> nn.Module:
     """Observers off, fake quantization on, eval mode: the model now runs on a fixed grid."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, not {type(model).__name__}")
+    check_module(model)
     if not any(isinstance(m, torch.ao.quantization.FakeQuantizeBase) for m in model.modules()):
         raise ValueError("the model has no fake-quantize modules, so there is nothing to freeze: pass a model from "
                          "fake_quant_model(...) or prepare_qat(...)")
@@ -288,8 +290,7 @@ def ptq_lowbit(
 
 def weights_key(model: nn.Module) -> str:
     """A short hash of a model's state dict: names a cached fine-tune of exactly these weights."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, not {type(model).__name__}")
+    check_module(model)
     h = hashlib.sha256()
     for name, t in sorted(model.state_dict().items()):
         if type(t) not in (Tensor, nn.Parameter) or t.is_quantized:
@@ -314,11 +315,15 @@ def qat_lowbit(
     lr: float = 0.01,
     seed: int = 0,
     name: str = "qat",
+    cache: Cache | None = None,
 ) -> tuple[nn.Module, History, bool]:
     """Quantization-aware training at ``bits`` bits, starting from the PTQ-calibrated model.
 
-    Fine-tunes on ``data.train`` (SGD, one-cycle schedule, as ``train.fit``)
-    and caches the result keyed by the starting weights and every setting.
+    Fine-tunes on ``data.train`` (SGD, one-cycle schedule, as ``train.fit``).
+    ``cache`` keeps the result: a function ``cache(build, config, train_fn) ->
+    (model, history, loaded_from_cache)`` such as the course's
+    ``qhelpers.course.cache.cached``, given a :class:`~qhelpers.train.TrainConfig`
+    keyed by the starting weights and every setting; None trains every time.
     Returns ``(frozen fake-quantized model, history, loaded_from_cache)``.
     """
     _check_training(epochs, lr, seed)
@@ -327,6 +332,9 @@ def qat_lowbit(
     check_loaders(data)
     if not isinstance(name, str):
         raise TypeError(f"name={name!r} must be a string (it names the cached fine-tune)")
+    if cache is not None:
+        check_function("cache", cache, "(build, config, train_fn) -> (model, history, loaded_from_cache), e.g. "
+                       "qhelpers.course.cache.cached, or None")
 
     def build() -> nn.Module:
         m = ptq_lowbit(model, calibration, bits=bits, fuse=fuse, granularity=granularity, keep_8bit=keep_8bit)
@@ -357,7 +365,12 @@ def qat_lowbit(
         return fit(m, train, validation_loader(data), epochs=epochs, lr=lr, momentum=config.momentum, weight_decay=config.weight_decay,
                    seed=seed, desc=f"training {config.model} on {config.dataset}", max_grad_norm=QAT_MAX_GRAD_NORM)
 
-    trained, history, was_cached = cached(build, config, train_fn)
+    if cache is None:
+        torch.manual_seed(config.seed)  # as the cache does before it builds the model
+        trained = build()
+        history, was_cached = train_fn(trained), False
+    else:
+        trained, history, was_cached = cache(build, config, train_fn)
     return freeze(trained), history, was_cached  # type: ignore[return-value]
 
 
@@ -374,11 +387,13 @@ def compare_bits(
     lr: float = 0.01,
     seed: int = 0,
     clippings: Sequence[Clipping] = ("minmax",),
+    cache: Cache | None = None,
 ):
     """Test accuracy of PTQ and QAT at each bit-width, both simulated on the same grid.
 
     PTQ is run once per range rule in ``clippings`` (e.g. ``("minmax", "mse", "histogram")``,
-    see :func:`lowbit_qconfig`); QAT starts from the min/max PTQ model.
+    see :func:`lowbit_qconfig`); QAT starts from the min/max PTQ model
+    (:func:`qat_lowbit`, which keeps its fine-tunes with ``cache``).
     Returns a pandas DataFrame indexed by ``bits`` with a column ``PTQ <rule>``
     per rule, ``PTQ`` (the best of them), ``QAT`` (fractions in [0, 1]) and
     ``QAT cached`` (whether the fine-tune was loaded from the cache).
@@ -406,17 +421,20 @@ def compare_bits(
     clippings = [check_clipping(c) for c in clippings]
     if not clippings or len(set(clippings)) != len(clippings):
         raise ValueError(f"clippings={clippings} must name each range rule once, e.g. ['minmax', 'mse']")
+    if cache is not None:
+        check_function("cache", cache, "(build, config, train_fn) -> (model, history, loaded_from_cache), e.g. "
+                       "qhelpers.course.cache.cached, or None")
     rows = {}
     for bits in bit_widths:
         kw = dict(bits=bits, fuse=fuse, granularity=granularity, keep_8bit=keep_8bit)
         ptq = {f"PTQ {c}": evaluate(ptq_lowbit(model, calibration, clipping=c, **kw), data.test).accuracy
                for c in clippings}
-        tuned, _, cached = qat_lowbit(model, calibration, data, epochs=epochs, lr=lr, seed=seed, **kw)
+        tuned, _, was_cached = qat_lowbit(model, calibration, data, epochs=epochs, lr=lr, seed=seed, cache=cache, **kw)
         rows[bits] = {
             **ptq,
             "PTQ": max(ptq.values()),
             "QAT": evaluate(tuned, data.test).accuracy,
-            "QAT cached": cached,
+            "QAT cached": was_cached,
         }
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "bits"

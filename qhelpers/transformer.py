@@ -30,7 +30,7 @@ __all__ = ["GPTConfig", "GPT", "CachedDecoder", "check_ids", "eval_windows", "lm
 
 @dataclass(frozen=True)
 class GPTConfig:
-    """The shape of a :class:`GPT`. With :data:`qhelpers.zoo.GPT_RECIPE` the defaults reach about 1.85 nats/char on Tiny Shakespeare."""
+    """The shape of a :class:`GPT`. With :data:`qhelpers.course.zoo.GPT_RECIPE` the defaults reach about 1.85 nats/char on Tiny Shakespeare."""
 
     vocab_size: int = 65
     block_size: int = 64

@@ -21,7 +21,7 @@ def write_notebook(path: Path, parameters: str, *cells: str) -> Path:
 
 
 # Chapter "alpha" records values (and which Python and results file its kernel saw); "beta" fails on request.
-# `qhelpers.record` is imported from its module file only, to keep the kernels light (no torch import).
+# `qhelpers.course.record` is imported from its module file only, to keep the kernels light (no torch import).
 RECORD = "import importlib.util, sys; s = importlib.util.spec_from_file_location('rec', {path!r}); rec = importlib.util.module_from_spec(s); s.loader.exec_module(rec); record = rec.record"
 
 
@@ -29,7 +29,7 @@ def tiny_book(root: Path) -> Path:
     """A two-chapter book under ``root``; returns the path of its book.yml."""
     import importlib.util
 
-    load = RECORD.format(path=importlib.util.find_spec("qhelpers.record").origin)
+    load = RECORD.format(path=importlib.util.find_spec("qhelpers.course.record").origin)
     write_notebook(root / "notebooks" / "01_alpha.ipynb",
                    """
                    bits = 8  # bit-width

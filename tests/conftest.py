@@ -29,10 +29,10 @@ def book_path(tmp_path, monkeypatch):
     def no_kernel(*args, **kwargs):
         raise AssertionError("a notebook would have been executed")
 
-    import qhelpers.book.runner  # noqa: F401  (loaded on first use by the CLI)
-    import qhelpers.book.sweeps  # noqa: F401
+    import qhelpers.course.book.runner  # noqa: F401  (loaded on first use by the CLI)
+    import qhelpers.course.book.sweeps  # noqa: F401
 
-    monkeypatch.setattr("qhelpers.book.runner.execute_papermill", no_kernel)
-    monkeypatch.setattr("qhelpers.book.runner.execute_in_place", no_kernel)
-    monkeypatch.setattr(sys.modules["qhelpers.book.sweeps"], "execute_papermill", no_kernel)
+    monkeypatch.setattr("qhelpers.course.book.runner.execute_papermill", no_kernel)
+    monkeypatch.setattr("qhelpers.course.book.runner.execute_in_place", no_kernel)
+    monkeypatch.setattr(sys.modules["qhelpers.course.book.sweeps"], "execute_papermill", no_kernel)
     return path

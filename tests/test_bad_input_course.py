@@ -17,8 +17,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-import qhelpers
+import qhelpers.course
 from qhelpers import data as qdata
+from qhelpers.course import cache, datasets
 import importlib
 
 from qhelpers import models, sensitivity, train, transformer
@@ -26,7 +27,7 @@ from qhelpers.data import CharVocab, Loaders
 from qhelpers.quant import PerGroup
 from qhelpers.train import TrainConfig
 
-rec = importlib.import_module("qhelpers.record")  # (qhelpers.record is also the function record)
+rec = importlib.import_module("qhelpers.course.record")  # (qhelpers.course.record is also the function record)
 
 NAN = float("nan")
 
@@ -44,7 +45,7 @@ class Summed(nn.Module):
 
 @pytest.fixture(scope="module")
 def e():
-    qhelpers.setup(0)
+    qhelpers.course.setup(0)
     g = torch.Generator().manual_seed(0)
     cnn = models.SimpleCNN().eval()
     ready = models.QuantReadyCNN.from_simple_cnn(cnn).eval()
@@ -105,10 +106,10 @@ CASES = [
     ("split-val-too-big", lambda e: qdata.split(e.ds, 16, 0), ValueError, r"val_size=16 must be between 0 and 15"),
     ("shuffled-str", lambda e: qdata.shuffled("abcdef", 2, 0), TypeError, r"dataset must be a Dataset with a length"),
     ("shuffled-batch-zero", lambda e: qdata.shuffled(e.ds, 0, 0), ValueError, r"batch_size=0 must be at least 1"),
-    ("loaders-subset-too-big", lambda e: qdata.loaders("mnist", subset=56000), ValueError, r"subset=56000 must be between 1 and 55000"),
-    ("loaders-val-too-big", lambda e: qdata.loaders("mnist", val_size=60000), ValueError, r"val_size=60000 must leave training images: the training split holds 60000"),
-    ("loaders-name", lambda e: qdata.loaders("cifar"), ValueError, r"unknown dataset 'cifar'"),
-    ("resolve-root-empty", lambda e: qdata.resolve("mnist", ""), TypeError, r"root='' must be a folder path"),
+    ("loaders-subset-too-big", lambda e: datasets.loaders("mnist", subset=56000), ValueError, r"subset=56000 must be between 1 and 55000"),
+    ("loaders-val-too-big", lambda e: datasets.loaders("mnist", val_size=60000), ValueError, r"val_size=60000 must leave training images: the training split holds 60000"),
+    ("loaders-name", lambda e: datasets.loaders("cifar"), ValueError, r"unknown dataset 'cifar'"),
+    ("resolve-root-empty", lambda e: datasets.resolve("mnist", ""), TypeError, r"root='' must be a folder path"),
     # ---- data.CharVocab, char_splits
     ("decode-float", lambda e: e.vocab.decode([1.5]), TypeError, r"ids must hold ints \(token ids\), but 1.5 is a float"),
     ("decode-bool", lambda e: e.vocab.decode([True]), TypeError, r"but True is a bool"),
@@ -119,7 +120,10 @@ CASES = [
     ("encode-int", lambda e: e.vocab.encode(5), TypeError, r"text must be a str, not int 5"),
     ("encode-list", lambda e: e.vocab.encode(["a", "b"]), TypeError, r"text must be a str, not list"),
     ("encode-unknown", lambda e: e.vocab.encode("abz"), ValueError, r"character 'z' is not in the vocabulary"),
-    ("char-splits-fraction", lambda e: qdata.char_splits(val_fraction=NAN), ValueError, r"val_fraction=nan must be a number strictly between 0 and 1"),
+    ("char-splits-fraction", lambda e: datasets.char_splits(val_fraction=NAN), ValueError, r"val_fraction=nan must be a number strictly between 0 and 1"),
+    ("char-splits-text-fraction", lambda e: qdata.char_splits("abcdef", val_fraction=1), ValueError, r"val_fraction=1 must be a number strictly between 0 and 1"),
+    ("char-splits-not-text", lambda e: qdata.char_splits(["abc"]), TypeError, r"text must be the text itself \(a str\), not list"),
+    ("char-splits-empty", lambda e: qdata.char_splits(""), ValueError, r"text must be a non-empty string"),
     # ---- train.TrainConfig
     ("config-extra-lambda", lambda e: _config(extra=(("f", lambda: 0),)), TypeError, r"extra 'f' is a function, which has no key that is the same in every run"),
     ("config-extra-object", lambda e: _config(extra=(("o", object()),)), TypeError, r"extra 'o' is a object"),
@@ -129,11 +133,11 @@ CASES = [
     ("config-extra-twice", lambda e: _config(extra=(("x", 1), ("x", 2))), ValueError, r"extra names \['x'\] more than once"),
     ("config-extra-flat", lambda e: _config(extra=("x", 1)), TypeError, r"must be a tuple of \(name, value\) pairs"),
     ("config-epochs", lambda e: _config(epochs=0), ValueError, r"epochs=0 must be at least 1"),
-    # ---- train.code_key, cached, progress
-    ("code-key-str", lambda e: train.code_key("model"), TypeError, r"model must be a torch.nn.Module, not str"),
-    ("code-key-build-int", lambda e: train.code_key(e.lin, build=5), TypeError, r"build must be the function or class that builds the model"),
-    ("cached-cache-dir-empty", lambda e: train.cached(lambda: nn.Linear(2, 2), _config(), lambda m: train.History(), cache_dir=""), TypeError, r"cache_dir='' must be a folder path .* working directory"),
-    ("cached-history-type", lambda e: train.cached(lambda: nn.Linear(2, 2), _config(), lambda m: train.History(), history_type=5), TypeError, r"history_type must be the history's dataclass"),
+    # ---- cache.code_key, cached; train.progress
+    ("code-key-str", lambda e: cache.code_key("model"), TypeError, r"model must be a torch.nn.Module, not str"),
+    ("code-key-build-int", lambda e: cache.code_key(e.lin, build=5), TypeError, r"build must be the function or class that builds the model"),
+    ("cached-cache-dir-empty", lambda e: cache.cached(lambda: nn.Linear(2, 2), _config(), lambda m: train.History(), cache_dir=""), TypeError, r"cache_dir='' must be a folder path .* working directory"),
+    ("cached-history-type", lambda e: cache.cached(lambda: nn.Linear(2, 2), _config(), lambda m: train.History(), history_type=5), TypeError, r"history_type must be the history's dataclass"),
     ("progress-int", lambda e: train.progress(5), TypeError, r"progress\(iterable\) needs something to iterate over"),
     # ---- train.fit_lm, evaluate, fit
     ("fit-lm-not-a-gpt", lambda e: train.fit_lm(e.lin, e.ids, iters=1), TypeError, r"model must be a language model with a .config"),
@@ -177,9 +181,9 @@ def test_bad_input_is_refused_clearly(e, name, call, exc, pattern, monkeypatch, 
     results.write_text('{"kept": 1}')
     monkeypatch.setenv(rec.RESULTS_ENV, str(results))
     e.results = results
-    monkeypatch.setattr(qdata, "load", _reached("data.load"))  # nothing reads the data set
-    monkeypatch.setattr(qdata, "resolve_text", _reached("data.resolve_text"))
-    monkeypatch.setattr(train, "data_dir", lambda: tmp_path / "data")  # a checkpoint would land here, not in data/
+    monkeypatch.setattr(datasets, "load", _reached("datasets.load"))  # nothing reads the data set
+    monkeypatch.setattr(datasets, "resolve_text", _reached("datasets.resolve_text"))
+    monkeypatch.setattr(cache, "data_dir", lambda: tmp_path / "data")  # a checkpoint would land here, not in data/
     with pytest.raises(exc, match=pattern) as info:
         call(e)
     last = traceback.extract_tb(info.value.__traceback__)[-1]

@@ -23,9 +23,10 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-import qhelpers
-from qhelpers import bench, checks, convert, exercises, formats, models, plots, ptq, qat, quant, repro, sensitivity, zoo
+import qhelpers.course
+from qhelpers import bench, checks, convert, formats, models, plots, ptq, qat, quant, sensitivity
 from qhelpers import data as qdata
+from qhelpers.course import datasets, exercises, repro, zoo
 from qhelpers.convert import DynamicBackend
 from qhelpers.data import Loaders
 from qhelpers.quant import PerChannel, PerTensor, choose_qparams
@@ -51,7 +52,7 @@ def _skip_last(m):
 
 @pytest.fixture(scope="module")
 def e(tmp_path_factory):
-    qhelpers.setup(0)
+    qhelpers.course.setup(0)
     g = torch.Generator().manual_seed(0)
     cnn = models.SimpleCNN().eval()
     ready = models.QuantReadyCNN.from_simple_cnn(cnn).eval()
@@ -172,6 +173,7 @@ CASES = [
     ("qat-bits", lambda e: qat.qat_lowbit(e.ready, e.calib, e.data, bits=9), ValueError, r"bits=9 must be between 2 and 8"),
     ("qat-keep", lambda e: qat.qat_lowbit(e.ready, e.calib, e.data, bits=4, keep_8bit=["fc9"]), ValueError, r"keep_8bit names a module the model does not have: 'fc9'"),
     ("qat-name", lambda e: qat.qat_lowbit(e.ready, e.calib, e.data, bits=4, name=None), TypeError, r"name=None must be a string"),
+    ("qat-cache", lambda e: qat.qat_lowbit(e.ready, e.calib, e.data, bits=4, cache=5), TypeError, r"cache must be a function \(build, config, train_fn\)"),
     ("compare-bits-int", lambda e: qat.compare_bits(e.ready, e.calib, e.data, 4), TypeError, r"bit_widths must be a list of bit-widths"),
     ("compare-bits-9", lambda e: qat.compare_bits(e.ready, e.calib, e.data, [4, 9]), ValueError, r"bit_widths\[1\]=9 must be between 2 and 8"),
     ("compare-bits-float", lambda e: qat.compare_bits(e.ready, e.calib, e.data, (8, 4.0)), TypeError, r"bit_widths\[1\]=4.0 must be an int"),
@@ -181,6 +183,7 @@ CASES = [
     ("compare-bits-lr", lambda e: qat.compare_bits(e.ready, e.calib, e.data, [4], lr=NAN), ValueError, r"lr=nan must be a finite number"),
     ("compare-bits-clip-str", lambda e: qat.compare_bits(e.ready, e.calib, e.data, [4], clippings="mse"), TypeError, r"clippings must be a list of range rules"),
     ("compare-bits-clip-dup", lambda e: qat.compare_bits(e.ready, e.calib, e.data, [4], clippings=["mse", "mse"]), ValueError, r"must name each range rule once"),
+    ("compare-bits-cache", lambda e: qat.compare_bits(e.ready, e.calib, e.data, [4], cache="cached"), TypeError, r"cache must be a function"),
     ("compare-bits-clip-bad", lambda e: qat.compare_bits(e.ready, e.calib, e.data, [4], clippings=["l1"]), ValueError, r"clipping='l1' is not a range rule"),
     # ---- sensitivity
     ("layers-str-model", lambda e: ptq.quantizable_layers("m"), TypeError, r"model must be a torch.nn.Module"),
@@ -310,7 +313,7 @@ CASES = [
     ("with-data-weights", lambda e: zoo.resnet18_with_data("IMAGENET"), ValueError, r"weights='IMAGENET': choose 'none'"),
     # ---- dynamic
     ("size-table-module", lambda e: formats.model_size_table(e.mlp), TypeError, r"models must be a dict of models by name"),
-    ("size-table-str", lambda e: formats.model_size_table({"a": "m"}), TypeError, r"models\['a'\] must be an nn.Module"),
+    ("size-table-str", lambda e: formats.model_size_table({"a": "m"}), TypeError, r"models\['a'\] must be a torch.nn.Module, not str"),
     ("size-table-quantized", lambda e: formats.model_size_table({"int8": e.int8}), ValueError, r"models\['int8'\] is not a float model"),
     ("cast-error-list", lambda e: formats.relative_cast_error([1.0], torch.float16), TypeError, r"values must be a real torch.Tensor"),
     ("cast-error-str-dtype", lambda e: formats.relative_cast_error(torch.ones(1), "fp16"), TypeError, r"dtype must be a torch.dtype such as torch.float16"),
@@ -322,11 +325,11 @@ CASES = [
     ("mlp-hidden-int", lambda e: models.MLP(hidden=512), TypeError, r"hidden must be a tuple of layer widths"),
     ("mlp-hidden-0", lambda e: models.MLP(hidden=(0,)), ValueError, r"hidden\[0\]=0 must be at least 1"),
     ("mlp-classes", lambda e: models.MLP(num_classes=0), ValueError, r"num_classes=0 must be at least 1"),
-    ("cast-inputs-str", lambda e: convert.CastInputs("m", torch.float16), TypeError, r"model must be an nn.Module"),
+    ("cast-inputs-str", lambda e: convert.CastInputs("m", torch.float16), TypeError, r"model must be a torch.nn.Module, not str"),
     ("cast-inputs-int8", lambda e: convert.CastInputs(e.mlp, torch.int8), ValueError, r"not a floating-point format"),
     ("to-dtype-str", lambda e: convert.to_dtype("m", "fp16"), TypeError, r"model must be a torch.nn.Module"),
     ("to-dtype-quantized", lambda e: convert.to_dtype(e.dyn, "fp16"), ValueError, r"already quantized \(net.1 is a DynamicQuantizedLinear\)"),
-    ("autocast-str", lambda e: convert.Autocast("m"), TypeError, r"model must be an nn.Module"),
+    ("autocast-str", lambda e: convert.Autocast("m"), TypeError, r"model must be a torch.nn.Module, not str"),
     ("dynamic-backend-none", lambda e: convert.dynamic_int8(e.mlp, None), TypeError, r"backend must be a DynamicBackend, e.g. DynamicBackend.TORCHAO_DYNAMIC, not None"),
     ("dynamic-backend-str", lambda e: convert.dynamic_int8(e.mlp, "torch.ao"), TypeError, r"backend must be a DynamicBackend.*not 'torch.ao'; choose one of DynamicBackend.TORCH_AO"),
     ("dynamic-filter-str", lambda e: convert.dynamic_int8(e.mlp, filter_fn="net.1"), TypeError, r"filter_fn must be a function"),
@@ -406,8 +409,8 @@ def _changed(e, **kw):
 def test_bad_input_is_refused_clearly(e, name, call, exc, pattern, monkeypatch):
     # Nothing may train, or read data: a check that lets the call get that far fails here instead.
     monkeypatch.setattr(zoo, "train_or_load", _reached("train_or_load"))
-    monkeypatch.setattr(qat, "cached", _reached("train.cached"))
-    monkeypatch.setattr(zoo.qdata, "loaders", _reached("data.loaders"))
+    monkeypatch.setattr(qat, "fit", _reached("qat.fit"))  # qat_lowbit trains (cache or not) through fit
+    monkeypatch.setattr(datasets, "loaders", _reached("datasets.loaders"))
     if name.startswith("compare-bits"):  # compare_bits checks everything before its first PTQ model
         monkeypatch.setattr(qat, "ptq_lowbit", _reached("ptq_lowbit"))
     threads = torch.get_num_threads()

@@ -64,8 +64,7 @@ def test_latency_grid_one_row_per_model_and_input():
         latency_grid({}, {"bs1": torch.randn(1, 256)})
 
 
-@pytest.mark.slow  # one inductor compilation: ~10 s on 2 cores
-def test_compile_for_cpu_freezes_and_matches_eager():
+def test_compile_for_cpu_freezes_and_matches_eager():  # one inductor compilation: ~10 s on 2 cores
     import torch._inductor.config as inductor_config
 
     from qhelpers.bench import compile_for_cpu

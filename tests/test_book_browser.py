@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from book_browser import find_chromium, inspect_book
-from qhelpers.book import load_book
-from qhelpers.book.site import build_book
+from qhelpers.course.book import load_book
+from qhelpers.course.book.site import build_book
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = [pytest.mark.slow, pytest.mark.browser]
+pytestmark = pytest.mark.browser
 
 
 def need_chromium() -> None:

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from book_fixtures import tiny_book, write_notebook
-from qhelpers.book.__main__ import main
+from qhelpers.course.book.__main__ import main
 
 
 def refused(capsys, argv: list[str], expected: str, code: int = 2) -> str:
@@ -101,7 +101,7 @@ def test_out_that_cannot_be_created_is_refused(book_path, capsys, monkeypatch):
 
 
 def test_out_that_is_not_writable_is_refused(book_path, capsys, monkeypatch):
-    monkeypatch.setattr("qhelpers.book.files.os.access", lambda *a, **k: False)
+    monkeypatch.setattr("qhelpers.course.book.files.os.access", lambda *a, **k: False)
     refused(capsys, ["--book", str(book_path), "run", "--out", str(book_path.parent / "out")], "is not writable")
 
 
@@ -188,6 +188,6 @@ def test_interrupt_outside_a_chapter_is_one_line_and_exit_130(book_path, capsys,
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("qhelpers.book.__main__.load_book", interrupted)
+    monkeypatch.setattr("qhelpers.course.book.__main__.load_book", interrupted)
     assert main(["--book", str(book_path), "check"]) == 130
     assert capsys.readouterr().err == "interrupted (Ctrl-C)\n"

@@ -14,9 +14,9 @@ import pytest
 import yaml
 
 from book_fixtures import tiny_book, write_notebook
-from qhelpers.book import check_parameters, load_book
-import qhelpers.book.sweeps  # noqa: F401  (its execute_papermill is stubbed below)
-from qhelpers.book.__main__ import main
+from qhelpers.course.book import check_parameters, load_book
+import qhelpers.course.book.sweeps  # noqa: F401  (its execute_papermill is stubbed below)
+from qhelpers.course.book.__main__ import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -87,7 +87,7 @@ def test_numbers_in_other_scripts_or_with_underscores_are_refused(book_path, cap
 
 
 def test_float_parameters_take_ascii_only_too():
-    from qhelpers.book.manifest import BookError, parse_value
+    from qhelpers.course.book.manifest import BookError, parse_value
 
     assert parse_value("1e-3", "float") == 0.001 and parse_value(" -2.5", "float") == -2.5 and parse_value("4", "int") == 4
     for text in ("1_0.5", "١.٥", "０.５"):
@@ -112,8 +112,8 @@ def _path_book(root: Path) -> Path:
 
 def test_a_missing_path_parameter_is_refused_before_a_kernel_starts(tmp_path, capsys, monkeypatch):
     book = _path_book(tmp_path)
-    monkeypatch.setattr("qhelpers.book.runner.execute_papermill", lambda *a, **k: pytest.fail("a kernel started"))
-    monkeypatch.setattr(sys.modules["qhelpers.book.sweeps"], "execute_papermill", lambda *a, **k: pytest.fail("a kernel started"))
+    monkeypatch.setattr("qhelpers.course.book.runner.execute_papermill", lambda *a, **k: pytest.fail("a kernel started"))
+    monkeypatch.setattr(sys.modules["qhelpers.course.book.sweeps"], "execute_papermill", lambda *a, **k: pytest.fail("a kernel started"))
     line = one_line(capsys, ["--book", str(book), "run", "-p", "weights=imagenet", "-p", "image_dir=/nonexistent/val"],
                     "image_dir = '/nonexistent/val': /nonexistent/val does not exist; give the path of an existing folder")
     assert "weights" not in line.split("image_dir", 1)[1].split(";")[0]  # the path is blamed, not the weights
@@ -126,7 +126,7 @@ def test_a_missing_path_parameter_is_refused_before_a_kernel_starts(tmp_path, ca
 
 
 def test_a_relative_path_parameter_is_made_absolute_from_the_working_directory(tmp_path, monkeypatch):
-    from qhelpers.book.runner import plan
+    from qhelpers.course.book.runner import plan
 
     book = load_book(_path_book(tmp_path))
     (tmp_path / "val").mkdir()
@@ -159,11 +159,10 @@ def test_the_courses_imagenet_dir_is_a_path_parameter():
 
 # ---- Ctrl-C while the modules load (before main() has started)
 
-@pytest.mark.slow
 @pytest.mark.parametrize("delay", [0.3, 0.8, 1.3])
 def test_ctrl_c_while_starting_is_one_line_and_exit_130(tmp_path, delay):
     book = tiny_book(tmp_path)
-    proc = subprocess.Popen([sys.executable, "-m", "qhelpers.book", "--book", str(book), "check"], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "qhelpers.course.book", "--book", str(book), "check"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=ROOT,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(delay)

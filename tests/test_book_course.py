@@ -7,7 +7,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from qhelpers.book import load_book
+from qhelpers.course.book import load_book
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"

@@ -13,9 +13,9 @@ import nbformat
 import pytest
 
 from book_fixtures import tiny_book
-from qhelpers.book import BookError, Interrupted, load_book, run
-from qhelpers.book.dashboard import status_of
-from qhelpers.book.files import build_dir, read_json, write_json, write_text
+from qhelpers.course.book import BookError, Interrupted, load_book, run
+from qhelpers.course.book.dashboard import status_of
+from qhelpers.course.book.files import build_dir, read_json, write_json, write_text
 
 
 def test_write_json_is_atomic_with_normal_permissions(tmp_path):
@@ -79,8 +79,8 @@ def stubbed(tmp_path, monkeypatch):
         write_json(output.parent / "results" / f"{cid}.json", {"value": 1, "err": 0.0625, "bits_seen": 4})  # alpha's headline
         return 0.1
 
-    monkeypatch.setattr("qhelpers.book.runner.execute_papermill", fake)
-    monkeypatch.setattr("qhelpers.book.environment.start_capture", lambda: SimpleNamespace(result=lambda: {"date": "stubbed"}))
+    monkeypatch.setattr("qhelpers.course.book.runner.execute_papermill", fake)
+    monkeypatch.setattr("qhelpers.course.book.environment.start_capture", lambda: SimpleNamespace(result=lambda: {"date": "stubbed"}))
     return book, behaviour, seen
 
 
@@ -128,7 +128,7 @@ def test_an_unexpected_error_is_recorded_as_failed_then_raised(stubbed):
 
 def test_cli_interrupt_is_one_line_with_exit_code_130(stubbed, capsys):
     book, behaviour, _ = stubbed
-    from qhelpers.book.__main__ import main
+    from qhelpers.course.book.__main__ import main
 
     behaviour["alpha"] = KeyboardInterrupt()
     assert main(["--book", str(book.path), "run", "--no-progress", "--no-html"]) == 130
@@ -140,7 +140,7 @@ def test_cli_interrupt_is_one_line_with_exit_code_130(stubbed, capsys):
 
 
 def test_the_environment_probe_runs_beside_the_caller_and_reports_its_own_failures():
-    from qhelpers.book.environment import start_capture
+    from qhelpers.course.book.environment import start_capture
 
     probe = start_capture()  # returns at once: the child imports torch while the caller goes on
     env = probe.result()

@@ -16,8 +16,6 @@ import yaml
 
 from book_fixtures import write_notebook
 
-pytestmark = pytest.mark.slow
-
 
 def sleepy_book(root: Path) -> Path:
     """One chapter whose second cell writes its kernel's pid to $MARKER and sleeps ``secs`` seconds."""
@@ -45,7 +43,7 @@ def stop_while_sleeping(argv: list[str], marker: Path, signum: int) -> tuple[int
     # A shell without job control starts background jobs with SIGINT ignored (`cmd &`, nohup), and an ignored signal
     # stays ignored through exec: Python would then never raise KeyboardInterrupt. Give the CLI the default handler
     # a terminal's Ctrl-C meets, whatever ran this test.
-    proc = subprocess.Popen([sys.executable, "-m", "qhelpers.book", *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "qhelpers.course.book", *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
@@ -69,7 +67,7 @@ def stop_while_sleeping(argv: list[str], marker: Path, signum: int) -> tuple[int
 def test_stopped_rerun_is_marked_interrupted_and_its_kernel_shut_down(tmp_path, signum, code, name):
     book = sleepy_book(tmp_path)
     marker = tmp_path / "marker"
-    first = subprocess.run([sys.executable, "-m", "qhelpers.book", "--book", str(book), "run", "--no-progress", "--no-html"],
+    first = subprocess.run([sys.executable, "-m", "qhelpers.course.book", "--book", str(book), "run", "--no-progress", "--no-html"],
                            env=dict(os.environ, MARKER=str(marker)), capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr
     out = tmp_path / "build" / "full"
@@ -115,7 +113,7 @@ def test_the_kernels_own_log_stays_out_of_the_terminal_and_cell_output_stays_in_
                    "os.write(2, b'CELL-FD-LINE\\n')\nprint('CELL-PY-LINE', file=sys.stderr)\n"
                    "import pathlib; pathlib.Path(os.environ['MARKER']).write_text(str(os.getpid()))")
     env = dict(os.environ, MARKER=str(tmp_path / "marker"))
-    proc = subprocess.run([sys.executable, "-m", "qhelpers.book", "--book", str(book), "execute-in-place", str(nb)],
+    proc = subprocess.run([sys.executable, "-m", "qhelpers.course.book", "--book", str(book), "execute-in-place", str(nb)],
                           env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "KERNEL-LOG-LINE" not in proc.stderr + proc.stdout and "CELL-FD-LINE" not in proc.stderr + proc.stdout

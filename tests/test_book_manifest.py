@@ -8,9 +8,9 @@ import pytest
 import yaml
 
 from book_fixtures import tiny_book, write_notebook
-from qhelpers.book import BookError, load_book, plan, stanza
-from qhelpers.book.__main__ import main
-from qhelpers.book.manifest import parse_assignments, parse_value
+from qhelpers.course.book import BookError, load_book, plan, stanza
+from qhelpers.course.book.__main__ import main
+from qhelpers.course.book.manifest import parse_assignments, parse_value
 
 
 @pytest.fixture
@@ -157,7 +157,7 @@ def test_parse_assignments():
 
 
 def test_nan_and_inf_parameters_are_refused():
-    from qhelpers.book import Parameter
+    from qhelpers.course.book import Parameter
 
     lr = Parameter("lr", "float", 0.1, "learning rate")
     assert lr.problem(0.5) is None and lr.problem(1) is None
@@ -222,7 +222,7 @@ MNIST_CNN = dict(dataset="mnist", epochs=3, train_subset=0, calibration_batches=
     ({"seed": "0"}, r"parameter seed = '0' has type str, expected int"),
 ])
 def test_check_parameters_applies_book_yml(change, match):
-    from qhelpers.book import check_parameters
+    from qhelpers.course.book import check_parameters
 
     assert check_parameters("mnist-cnn", MNIST_CNN) is None
     with pytest.raises(ValueError, match=match):
@@ -230,7 +230,7 @@ def test_check_parameters_applies_book_yml(change, match):
 
 
 def test_check_parameters_needs_every_parameter_and_applies_the_rules():
-    from qhelpers.book import check_parameters, load_book
+    from qhelpers.course.book import check_parameters, load_book
 
     with pytest.raises(ValueError, match="parameter bits is not defined"):
         check_parameters("mnist-cnn", {k: v for k, v in MNIST_CNN.items() if k != "bits"})
@@ -253,7 +253,7 @@ def test_every_notebook_checks_its_parameters_with_book_yml():
 
 
 def test_parameters_cell_with_tricky_comments_is_read(tmp_path):
-    from qhelpers.book import notebook_parameters
+    from qhelpers.course.book import notebook_parameters
 
     nb = write_notebook(tmp_path / "01_x.ipynb", '''
         bits: int = 0  # 0 = find it; (the widest where PTQ loses >= 1 pp)
@@ -287,7 +287,7 @@ def test_papermill_reads_every_parameters_cell_without_a_warning(caplog):
 
     import nbformat
 
-    from qhelpers.book import notebook_parameters
+    from qhelpers.course.book import notebook_parameters
 
     for chapter in load_book(check_notebooks=False).chapters:
         cell = next(c for c in nbformat.read(chapter.notebook, as_version=4).cells if "parameters" in c.metadata.get("tags", []))

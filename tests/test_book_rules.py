@@ -6,8 +6,8 @@ import pytest
 import yaml
 
 from book_fixtures import tiny_book, write_notebook
-from qhelpers.book import BookError, Rule, load_book, plan
-from qhelpers.book.sweeps import grid_points
+from qhelpers.course.book import BookError, Rule, load_book, plan
+from qhelpers.course.book.sweeps import grid_points
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The runner, sweeps, book and execute-in-place on a tiny two-chapter book (real kernels: marked slow, ~1 min)."""
+"""The runner, sweeps, book and execute-in-place on a tiny two-chapter book (real kernels: ~1 min)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,7 @@ import nbformat
 import pytest
 
 from book_fixtures import tiny_book, write_notebook
-from qhelpers.book import BookError, NotebookFailed, execute_all_in_place, load_book, run, sweep
-
-pytestmark = pytest.mark.slow
+from qhelpers.course.book import BookError, NotebookFailed, execute_all_in_place, load_book, run, sweep
 
 
 @pytest.fixture(scope="module")

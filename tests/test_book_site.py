@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from book_fixtures import tiny_book
-from qhelpers.book import BookError, load_book
-from qhelpers.book.dashboard import check_headline, headline_names, headline_table, printed_results, status_of
-from qhelpers.book.files import read_json, write_json
-from qhelpers.book.glossary import load_glossary
-from qhelpers.book.site import build_book
+from qhelpers.course.book import BookError, load_book
+from qhelpers.course.book.dashboard import check_headline, headline_names, headline_table, printed_results, status_of
+from qhelpers.course.book.files import read_json, write_json
+from qhelpers.course.book.glossary import load_glossary
+from qhelpers.course.book.site import build_book
 
 ROOT = Path(__file__).resolve().parents[1]
 CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -93,7 +93,6 @@ def test_glossary_refuses_a_section_that_is_not_a_heading(course, tmp_path):
         load_glossary(course, bad)
 
 
-@pytest.mark.slow
 def test_the_book_of_a_run_with_a_failed_chapter(tmp_path, monkeypatch):
     """A stubbed run (alpha ok, beta failed), rendered: the failure is on the index, the dashboard and its page."""
     book = load_book(tiny_book(tmp_path))

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from book_fixtures import tiny_book
-from qhelpers.book import BookError, load_book
-from qhelpers.book.sweeps import flatten, grid_points, plot_sweep, write_table
+from qhelpers.course.book import BookError, load_book
+from qhelpers.course.book.sweeps import flatten, grid_points, plot_sweep, write_table
 
 
 @pytest.fixture

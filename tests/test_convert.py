@@ -5,7 +5,7 @@ import torch
 
 from torch import nn
 
-from qhelpers import bench, convert, formats, hardware, models, zoo
+from qhelpers import bench, convert, formats, hardware, models
 from qhelpers.convert import DynamicBackend
 
 

@@ -12,12 +12,12 @@ import torch
 from torch import nn
 
 from qhelpers import models, ptq, quant
-from qhelpers.exercises import check_fake_quant_ste, check_fp32_search, check_pack_int4, check_quantize, check_skip_last_linear
-from qhelpers.solutions.fake_quant import my_fake_quant
-from qhelpers.solutions.fp32_search import choose_fp32_layers
-from qhelpers.solutions.packing import my_pack_int4, my_unpack_int4
-from qhelpers.solutions.quantize import my_quantize
-from qhelpers.solutions.skip_last import quantize_all_but_last
+from qhelpers.course.exercises import check_fake_quant_ste, check_fp32_search, check_pack_int4, check_quantize, check_skip_last_linear
+from qhelpers.course.solutions.fake_quant import my_fake_quant
+from qhelpers.course.solutions.fp32_search import choose_fp32_layers
+from qhelpers.course.solutions.packing import my_pack_int4, my_unpack_int4
+from qhelpers.course.solutions.quantize import my_quantize
+from qhelpers.course.solutions.skip_last import quantize_all_but_last
 
 WHY = "which does what this exercise asks you to write yourself"
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from qhelpers import packing
-from qhelpers.exercises import Feedback, check_pack_int4
-from qhelpers.solutions.packing import my_pack_int4, my_unpack_int4
+from qhelpers.course.exercises import Feedback, check_pack_int4
+from qhelpers.course.solutions.packing import my_pack_int4, my_unpack_int4
 from qhelpers.packing import pack as imported_pack
 from torchao.prototype.dtypes.uintx import bitpacking  # noqa: F401  (imported: the refusal names its function)
 

@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from qhelpers import convert, models, zoo
+from qhelpers import convert, models
 from qhelpers.convert import DynamicBackend
-from qhelpers.exercises import Feedback, check_fake_quant_ste, check_quantize, check_skip_last_linear
+from qhelpers.course.exercises import Feedback, check_fake_quant_ste, check_quantize, check_skip_last_linear
 
 
 # --- chapter 01 ---------------------------------------------------------------------------------
@@ -146,8 +146,8 @@ def test_skip_last_linear_catches_the_wrong_model(mlp, example):
 
 # --- every checker against its reference solution, a stub, and answers that call the kernel under test -----------
 
-from qhelpers.solutions.fake_quant import my_fake_quant  # noqa: E402
-from qhelpers.solutions.quantize import my_quantize  # noqa: E402
+from qhelpers.course.solutions.fake_quant import my_fake_quant  # noqa: E402
+from qhelpers.course.solutions.quantize import my_quantize  # noqa: E402
 
 
 def _stub(*args):
@@ -217,8 +217,8 @@ def test_kernels_are_restored_after_a_check():
 
 # --- chapter 04: eager PTQ by hand ------------------------------------------------------------------------------
 
-from qhelpers.exercises import check_ptq_eager  # noqa: E402
-from qhelpers.solutions.eager_ptq import my_ptq_eager  # noqa: E402
+from qhelpers.course.exercises import check_ptq_eager  # noqa: E402
+from qhelpers.course.solutions.eager_ptq import my_ptq_eager  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -297,7 +297,7 @@ def test_ptq_eager_catches_a_changed_model(ready, calib):
 
 
 def test_skip_last_linear_reference_solution_and_stub(mlp, example):
-    from qhelpers.solutions.skip_last import quantize_all_but_last
+    from qhelpers.course.solutions.skip_last import quantize_all_but_last
 
     fb = check_skip_last_linear(quantize_all_but_last, mlp, example)  # on every CPU: compared with the config itself
     assert fb, fb.message

@@ -1,7 +1,7 @@
-"""JupyterLab, the way learners use it: `python -m qhelpers.book lab` (`make lab`) serves the course with its own kernel;
+"""JupyterLab, the way learners use it: `python -m qhelpers.course.book lab` (`make lab`) serves the course with its own kernel;
 chapter 01 is opened in headless Chromium, every cell is run from Lab's menu command, and no cell may end in an error.
 
-Runs on a copy of the notebooks (Lab autosaves), marked slow and browser (~2 min: it executes chapter 01).
+Runs on a copy of the notebooks (Lab autosaves), marked browser (~2 min: it executes chapter 01).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from test_book_browser import need_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTER = "01_concepts.ipynb"
-pytestmark = [pytest.mark.slow, pytest.mark.browser]
+pytestmark = pytest.mark.browser
 
 
 def free_port() -> int:
@@ -44,7 +44,7 @@ def lab(tmp_path_factory):
     port, token = free_port(), secrets.token_hex(16)
     log = open(tmp_path / "lab.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "qhelpers.book", "--book", str(course / "book.yml"), "lab", "--no-browser", f"--port={port}",
+        [sys.executable, "-m", "qhelpers.course.book", "--book", str(course / "book.yml"), "lab", "--no-browser", f"--port={port}",
          "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}", "--LabApp.expose_app_in_browser=True",
          f"--ServerApp.runtime_dir={tmp_path / 'runtime'}"],
         stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "config")},

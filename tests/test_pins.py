@@ -46,7 +46,7 @@ def test_installed_versions_are_the_pinned_ones():
 
 
 def test_setup_fixes_threads_seed_and_engine():
-    from qhelpers import setup
+    from qhelpers.course import setup
 
     line = setup(seed=5, threads=1)
     a = torch.rand(3)

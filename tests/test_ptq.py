@@ -5,7 +5,7 @@ import torch
 from torch.ao.nn import intrinsic as nni
 from torch.ao.nn import quantized as nnq
 
-import qhelpers
+import qhelpers.course
 from qhelpers import bench, checks, plots, ptq
 from qhelpers import data as qdata
 from qhelpers.quant import PerChannel, PerTensor
@@ -14,7 +14,7 @@ from qhelpers.models import FUSE_PATTERNS, QuantReadyCNN, SimpleCNN
 
 @pytest.fixture(scope="module")
 def setup():
-    qhelpers.setup(0)
+    qhelpers.course.setup(0)
     torch.manual_seed(0)
     model = SimpleCNN().eval()
     calibration = [torch.randn(16, 1, 28, 28) for _ in range(3)]
@@ -115,7 +115,6 @@ def test_ptq_fx_needs_tuple(setup):
         ptq.ptq_fx(model, calibration, calibration[0])
 
 
-@pytest.mark.slow
 def test_ptq_pt2e(setup):
     model, calibration = setup
     before = {k: v.clone() for k, v in model.state_dict().items()}

@@ -4,8 +4,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-import qhelpers
+import qhelpers.course
 from qhelpers import qat
+from qhelpers.course import cache
 from qhelpers.quant import PerChannel, PerTensor
 from qhelpers.data import Loaders
 from qhelpers.models import FUSE_PATTERNS, QuantReadyCNN
@@ -13,7 +14,7 @@ from qhelpers.models import FUSE_PATTERNS, QuantReadyCNN
 
 @pytest.fixture(scope="module")
 def model():
-    qhelpers.setup(0)
+    qhelpers.course.setup(0)
     return QuantReadyCNN().eval()
 
 
@@ -65,16 +66,21 @@ def test_qat_lowbit_trains_and_caches(model, tmp_path, monkeypatch):
     ds = TensorDataset(x, y)
     data = Loaders(DataLoader(ds, batch_size=16, shuffle=True), DataLoader(ds, batch_size=32), DataLoader(ds, batch_size=32), "mnist")
     calibration = [x[:16]]
-    m1, hist, cached = qat.qat_lowbit(model, calibration, data, bits=4, fuse=FUSE_PATTERNS, epochs=1, lr=0.01)
+    m1, hist, cached = qat.qat_lowbit(model, calibration, data, bits=4, fuse=FUSE_PATTERNS, epochs=1, lr=0.01, cache=cache.cached)
     assert not cached and len(hist.train_loss) == 1 and not m1.training
-    m2, _, cached2 = qat.qat_lowbit(model, calibration, data, bits=4, fuse=FUSE_PATTERNS, epochs=1, lr=0.01)
+    m2, _, cached2 = qat.qat_lowbit(model, calibration, data, bits=4, fuse=FUSE_PATTERNS, epochs=1, lr=0.01, cache=cache.cached)
     assert cached2
     with torch.no_grad():
         assert torch.equal(m1(x), m2(x))
     start = qat.ptq_lowbit(model, calibration, bits=4, fuse=FUSE_PATTERNS)
     assert not torch.equal(start.fc1.weight, m1.fc1.weight)  # fine-tuning moved the weights
-    _, _, cached3 = qat.qat_lowbit(model, calibration, data, bits=3, fuse=FUSE_PATTERNS, epochs=1, lr=0.01)
-    assert not cached3  # another bit-width is another fine-tune
+    m3, hist3, cached3 = qat.qat_lowbit(model, calibration, data, bits=4, fuse=FUSE_PATTERNS, epochs=1, lr=0.01)
+    assert not cached3 and not m3.training and hist3 == hist  # no cache: trained again, to the same weights
+    with torch.no_grad():
+        assert torch.equal(m1(x), m3(x))
+    _, _, cached4 = qat.qat_lowbit(model, calibration, data, bits=3, fuse=FUSE_PATTERNS, epochs=1, lr=0.01, cache=cache.cached)
+    assert not cached4  # another bit-width is another fine-tune
+    assert len(list((tmp_path / "checkpoints").glob("qat-*.pt"))) == 2
     with pytest.raises(ValueError, match="at least one epoch"):
         qat.qat_lowbit(model, calibration, data, bits=4, epochs=0)
 

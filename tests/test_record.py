@@ -1,4 +1,4 @@
-"""qhelpers.record: shown in the notebook, merged into the runner's JSON file."""
+"""qhelpers.course.record: shown in the notebook, merged into the runner's JSON file."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from qhelpers.record import RESULTS_ENV, atomic_open, read_results, record
+from qhelpers.course.record import RESULTS_ENV, atomic_open, read_results, record
 
 
 def test_record_prints_and_merges(tmp_path, monkeypatch, capsys):
@@ -138,7 +138,7 @@ def test_atomic_open_leaves_the_old_file_on_failure(tmp_path):
 
 
 def test_claim_records_prints_and_asserts(tmp_path, monkeypatch, capsys):
-    from qhelpers.record import claim
+    from qhelpers.course.record import claim
 
     results = tmp_path / "results.json"
     monkeypatch.setenv(RESULTS_ENV, str(results))
@@ -160,7 +160,7 @@ def test_claim_records_prints_and_asserts(tmp_path, monkeypatch, capsys):
 
 
 def test_claim_limits_are_data_beside_the_notebooks():
-    from qhelpers.record import claim_limits
+    from qhelpers.course.record import claim_limits
 
     for dataset in ("mnist", "fashion-mnist", "quick"):
         assert set(claim_limits("mnist-cnn", dataset)) == {"fp32_min", "int8_max_drop_pp", "agreement_min",

@@ -6,7 +6,7 @@ from torch import nn
 from torch.ao.nn import quantized as nnq
 from torch.ao.nn.intrinsic import quantized as nniq
 
-import qhelpers
+import qhelpers.course
 from qhelpers import ptq, quant, sensitivity
 from qhelpers.quant import PerChannel, PerTensor
 
@@ -37,7 +37,7 @@ def _quantized_names(gm) -> set[str]:
 
 @pytest.fixture
 def tiny():
-    qhelpers.setup(0)
+    qhelpers.course.setup(0)
     torch.manual_seed(0)
     model = Tiny().eval()
     calibration = [torch.randn(16, 1, 8, 8) for _ in range(2)]

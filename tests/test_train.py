@@ -1,4 +1,4 @@
-"""qhelpers.train: evaluation, a deterministic training loop, the checkpoint cache."""
+"""qhelpers.train: evaluation, a deterministic training loop; and the checkpoint cache (qhelpers.course.cache)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from qhelpers import train
+from qhelpers.course import cache
+from qhelpers.course.cache import code_key, train_or_load
 from qhelpers.data import Loaders
-from qhelpers.train import TrainConfig, TrainingDivergedError, code_key, evaluate, fit, predict, train_or_load, validation_loader
+from qhelpers.train import TrainConfig, TrainingDivergedError, evaluate, fit, predict, validation_loader
 
 
 def _blobs(n: int = 400, seed: int = 0) -> TensorDataset:
@@ -356,7 +357,7 @@ def test_a_failed_save_keeps_the_trained_model_and_leaves_nothing(tmp_path, caps
     def full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(train.torch, "save", full)
+    monkeypatch.setattr(cache.torch, "save", full)
     model, hist, cached = train_or_load(_mlp, TrainConfig(model="mlp", dataset="toy", epochs=1, batch_size=32),
                                         _loaders(), cache_dir=tmp_path)
     assert cached is False and len(hist.train_loss) == 1
@@ -369,7 +370,7 @@ def test_cached_takes_any_trainer_and_history(tmp_path):
     import functools
     from dataclasses import dataclass, field
 
-    from qhelpers.train import cached
+    from qhelpers.course.cache import cached
 
     @dataclass
     class Steps:

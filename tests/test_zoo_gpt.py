@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from qhelpers import zoo
+from qhelpers.course import zoo
 
 MIRROR = os.environ.get("QHELPERS_DATA_MIRROR")
 pytestmark = pytest.mark.skipif(

@@ -8,9 +8,10 @@ import torch
 from PIL import Image
 from torchvision import models as tv_models
 
-import qhelpers
-from qhelpers import checks, models, ptq, quant, zoo
+import qhelpers.course
+from qhelpers import checks, models, ptq, quant
 from qhelpers import data as qdata
+from qhelpers.course import zoo
 from qhelpers.train import evaluate
 
 CLASSES = ["tench", "goldfish", "great white shark"]  # ImageNet classes 0, 1, 2
@@ -86,7 +87,7 @@ def test_loaders_split_calibration_from_evaluation(tmp_path):
 def test_imagenet_path_end_to_end(checkpoint, tmp_path):
     """The chapter's weights='imagenet' path: load, evaluate FP32, quantize (eager), evaluate INT8."""
     path, state = checkpoint
-    qhelpers.setup(0)
+    qhelpers.course.setup(0)
     folder = _image_folder(tmp_path / "val")
     rn = zoo.resnet18_with_data("imagenet", imagenet_dir=folder, calibration_images=3)
     assert (rn.resolution, rn.channels, rn.data.dataset) == (224, 3, "imagenet")

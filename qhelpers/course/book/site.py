@@ -83,7 +83,7 @@ def _conf(book: Book) -> str:
         "suppress_warnings": ["mystnb.unknown_mime_type", "myst.header"],
         "language": "en",
     }
-    return "# Written by qhelpers.book.site for this build; edit qhelpers/book/site.py instead.\n" + "".join(
+    return "# Written by qhelpers.course.book.site for this build; edit qhelpers/course/book/site.py instead.\n" + "".join(
         f"{k} = {v!r}\n" for k, v in settings.items())
 
 
@@ -189,7 +189,7 @@ def build_book(book: Book, profile: str = FULL, *, out: Path | None = None, comm
         book.check_profile(profile)
         if not (build_dir(book, profile, out=out, create=False) / "run.json").is_file():
             raise BookError(f"no run of profile {profile!r} in {build_dir(book, profile, out=out, create=False)} yet; "
-                            f"`python -m qhelpers.book run --profile {profile}` runs it, or `python -m qhelpers.book html --committed` "
+                            f"`python -m qhelpers.course.book run --profile {profile}` runs it, or `python -m qhelpers.course.book html --committed` "
                             "renders the committed notebooks")
     folder = build_dir(book, name, out=out)
     run = {} if committed else read_json(folder / "run.json")

@@ -1,4 +1,4 @@
-"""Command line of the book: ``python -m qhelpers.book {run,sweep,html,lab,execute-in-place,check,list,stanza}``."""
+"""Command line of the book: ``python -m qhelpers.course.book {run,sweep,html,lab,execute-in-place,check,list,stanza}``."""
 
 from __future__ import annotations
 
@@ -24,12 +24,12 @@ from typing import NoReturn  # noqa: E402
 from .manifest import FULL, Book, BookError, did_you_mean, find_book, load_book, parse_assignments, stanza  # noqa: E402
 
 EPILOG = """examples:
-  python -m qhelpers.book run --profile smoke
-  python -m qhelpers.book run --only mnist-cnn -p bits=4 -p dataset=fashion-mnist
-  python -m qhelpers.book sweep mnist-cnn -p bits=2,3,4,6,8 --profile smoke
-  python -m qhelpers.book html --committed      # the book from the committed notebooks, without running them
-  python -m qhelpers.book lab                   # JupyterLab on notebooks/, with the course's kernel
-  python -m qhelpers.book execute-in-place notebooks/01_concepts.ipynb
+  python -m qhelpers.course.book run --profile smoke
+  python -m qhelpers.course.book run --only mnist-cnn -p bits=4 -p dataset=fashion-mnist
+  python -m qhelpers.course.book sweep mnist-cnn -p bits=2,3,4,6,8 --profile smoke
+  python -m qhelpers.course.book html --committed      # the book from the committed notebooks, without running them
+  python -m qhelpers.course.book lab                   # JupyterLab on notebooks/, with the course's kernel
+  python -m qhelpers.course.book execute-in-place notebooks/01_concepts.ipynb
 """
 
 
@@ -56,7 +56,7 @@ def _folder(text: str) -> Path:
 
 
 def _parser() -> argparse.ArgumentParser:
-    ap = _Parser(prog="python -m qhelpers.book", description=__doc__, epilog=EPILOG,
+    ap = _Parser(prog="python -m qhelpers.course.book", description=__doc__, epilog=EPILOG,
                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--book", type=_folder, help="path of book.yml (default: the nearest one from the working directory)")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -173,7 +173,7 @@ def lab_command(book: Book, extra: list[str] = ()) -> list[str]:
     """The ``jupyter lab`` command line of :func:`_lab`: the notebooks' folder, only the course's kernel."""
     folders = sorted({c.notebook.parent.resolve() for c in book.chapters})
     return [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={folders[0] if len(folders) == 1 else book.root}",
-            "--ServerApp.kernel_spec_manager_class=qhelpers.book.kernel.CourseKernelSpecManager",
+            "--ServerApp.kernel_spec_manager_class=qhelpers.course.book.kernel.CourseKernelSpecManager",
             *(["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []), *extra]  # containers and CI run as root
 
 

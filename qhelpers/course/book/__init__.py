@@ -1,9 +1,9 @@
 """The book: ``book.yml`` and the command line that runs, sweeps and renders the course's chapters.
 
-``python -m qhelpers.book run [--profile P] [--only ID ...] [-p name=value ...]``
+``python -m qhelpers.course.book run [--profile P] [--only ID ...] [-p name=value ...]``
 executes the chapters with papermill into ``build/<profile>/`` and renders them
-as a book (``build/<profile>/book/index.html``, see :mod:`qhelpers.book.site`);
-``python -m qhelpers.book --help`` lists the other commands (sweep, html,
+as a book (``build/<profile>/book/index.html``, see :mod:`qhelpers.course.book.site`);
+``python -m qhelpers.course.book --help`` lists the other commands (sweep, html,
 execute-in-place, check, list, stanza, lab). :func:`check_parameters` is a
 notebook's validation cell: it checks the parameters with book.yml's rules.
 """

@@ -1,6 +1,6 @@
 """The results dashboard: each chapter's headline comparison as one table and one figure, and the run's environment.
 
-A chapter's ``headline:`` in book.yml names recorded values (``qhelpers.record``)::
+A chapter's ``headline:`` in book.yml names recorded values (``qhelpers.course.record``)::
 
     headline:
       columns: [test accuracy, file size (bytes)]
@@ -115,7 +115,7 @@ def headline_figure(title: str, columns: Sequence[str], rows: Sequence[tuple[str
 
 
 def printed_results(notebook: Path) -> dict[str, Any]:
-    """The values a notebook's ``qhelpers.record`` calls printed (``[record] name = value`` lines), as printed.
+    """The values a notebook's ``qhelpers.course.record`` calls printed (``[record] name = value`` lines), as printed.
 
     Floats are printed to 4 significant digits; the runner's results.json has them in full.
     """
@@ -146,7 +146,7 @@ def status_of(info: Mapping[str, Any], committed: bool = False) -> dict[str, Any
                 "detail": "These are the committed outputs, executed in place with the notebook's defaults (`make notebooks`)."}
     if not info:
         return {"ok": False, "short": "not run", "title": "Not run in this build",
-                "detail": "This chapter was not part of this run (`--only`?); `python -m qhelpers.book run` runs every chapter."}
+                "detail": "This chapter was not part of this run (`--only`?); `python -m qhelpers.course.book run` runs every chapter."}
     status = str(info.get("status", "?"))
     seconds = f" in {info['seconds']:.1f} s" if isinstance(info.get("seconds"), (int, float)) else ""
     started = f", started {info['started']}" if info.get("started") else ""

@@ -191,7 +191,7 @@ def claim_limits(chapter: str, configuration: str, path: Path | str | None = Non
         raise TypeError(f"claim_limits: path={path!r} must be the path of a limits.yml (str or Path), or None")
     if path is None:
         here = Path.cwd() / "limits.yml"
-        path = here if here.is_file() else Path(__file__).resolve().parents[1] / "notebooks" / "limits.yml"
+        path = here if here.is_file() else Path(__file__).resolve().parents[2] / "notebooks" / "limits.yml"
     path = Path(path)
     try:
         table = yaml.safe_load(path.read_text(encoding="utf-8")) or {}

@@ -2,9 +2,9 @@
 
 Every model here comes from one recipe, :func:`trained`: seeded loaders of a
 data set, a :class:`~qhelpers.train.TrainConfig`, and
-:func:`qhelpers.train.cached`, which names the checkpoint by the
+:func:`qhelpers.course.cache.cached`, which names the checkpoint by the
 configuration's hash and the model's code. A model with another trainer (say,
-a fixed number of iterations on text) calls :func:`qhelpers.train.cached`
+a fixed number of iterations on text) calls :func:`qhelpers.course.cache.cached`
 with its own ``train_fn`` in the same way.
 """
 
@@ -20,12 +20,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
-from . import data as qdata
-from .checks import SEED_MAX, check_int
-from .models import MLP, SimpleCNN, load_resnet18, resnet18_mnist
-from .train import History, LMHistory, TrainConfig, cached, fit_lm, train_or_load
-from . import transformer
-from .transformer import GPT, GPTConfig
+from .. import data as qdata
+from .. import transformer
+from ..checks import SEED_MAX, check_int
+from ..models import MLP, SimpleCNN, load_resnet18, resnet18_mnist
+from ..train import History, LMHistory, TrainConfig, fit_lm
+from ..transformer import GPT, GPTConfig
+from . import datasets
+from .cache import cached, train_or_load
 
 __all__ = ["trained", "trained_simple_cnn", "trained_mlp", "ResNetSetup", "resnet18_with_data", "GPT_RECIPE", "trained_gpt"]
 
@@ -56,7 +58,7 @@ def trained(
         check_int("train_subset", subset, 1)
     config = TrainConfig(model=name, dataset=dataset, epochs=epochs, lr=lr, batch_size=batch_size, subset=subset,
                          seed=seed, extra=extra)
-    loaders = qdata.loaders(dataset, batch_size=batch_size, subset=subset, seed=seed)
+    loaders = datasets.loaders(dataset, batch_size=batch_size, subset=subset, seed=seed)
     model, history, cached = train_or_load(build, config, loaders)
     return model, loaders, history, cached
 
@@ -170,7 +172,7 @@ def trained_gpt(
 ) -> tuple[GPT, qdata.TextSplits, LMHistory, bool]:
     """The nanoGPT-style character model trained on Tiny Shakespeare: (model, splits, history, loaded_from_cache).
 
-    The same recipe as the image models (:func:`qhelpers.train.cached`, the
+    The same recipe as the image models (:func:`qhelpers.course.cache.cached`, the
     configuration's hash and the model's code name the checkpoint) with
     :func:`qhelpers.train.fit_lm` as the trainer. The validation loss in the
     history is measured on ``eval_windows`` evenly spaced windows of the
@@ -181,7 +183,7 @@ def trained_gpt(
     check_int("eval_windows", eval_windows, 1)
     check_int("n_layer", n_layer, 1)
     check_int("n_embd", n_embd, 1)
-    splits = qdata.char_splits("tinyshakespeare")
+    splits = datasets.char_splits("tinyshakespeare")
     gpt_config = GPTConfig(vocab_size=len(splits.vocab), n_layer=n_layer, n_embd=n_embd)
     recipe = {**GPT_RECIPE, "iters": iters}
     config = TrainConfig(

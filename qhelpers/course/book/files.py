@@ -2,45 +2,26 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..record import atomic_open
 from .manifest import Book, BookError
 
 __all__ = ["build_dir", "write_text", "write_json", "read_json", "update_json"]
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _umask()  # read once: os.umask can only be read by setting it, which is not thread-safe
-
-
 def write_text(path: Path, text: str | bytes) -> Path:
-    """Write ``text`` to ``path`` atomically: a temporary file in the same folder, then ``os.replace``.
+    """Write ``text`` (UTF-8 if a str) to ``path`` atomically with :func:`qhelpers.course.record.atomic_open`.
 
     A reader (or an interrupted run) sees the old file or the new one, never half of
-    one. The file gets the usual permissions (0666 minus the umask), not the 0600
-    of :func:`tempfile.mkstemp`.
+    one. The file gets the usual permissions (0666 minus the umask).
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(text.encode("utf-8") if isinstance(text, str) else text)
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path, "wb") as f:
+        f.write(text.encode("utf-8") if isinstance(text, str) else text)
     return path
 
 

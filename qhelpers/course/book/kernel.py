@@ -37,7 +37,7 @@ _KERNELS: "weakref.WeakSet[CurrentEnvKernelManager]" = weakref.WeakSet()
 class CourseKernelSpecManager(KernelSpecManager):
     """One kernel, ``python3``: ipykernel on ``sys.executable``, whatever kernelspecs are installed; every name resolves to it.
 
-    The runner's kernels use it, and so does JupyterLab under ``python -m qhelpers.book lab``
+    The runner's kernels use it, and so does JupyterLab under ``python -m qhelpers.course.book lab``
     (``--ServerApp.kernel_spec_manager_class``), so a learner's notebook runs in the course's environment.
     """
 

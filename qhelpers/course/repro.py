@@ -8,11 +8,10 @@ import warnings
 
 import numpy as np
 import torch
-from .checks import check_int
+
+from ..checks import SEED_MAX, check_int
 
 __all__ = ["setup"]
-
-SEED_MAX = 2**32 - 1  # NumPy's limit, so that one seed works for every library
 
 
 def setup(seed: int = 0, threads: int = 2, engine: str = "x86", quiet_deprecations: bool = True) -> str:
@@ -39,7 +38,7 @@ def setup(seed: int = 0, threads: int = 2, engine: str = "x86", quiet_deprecatio
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
     torch.backends.quantized.engine = engine
-    from .hardware import separate_inductor_cache  # (here: `python -m qhelpers.hardware` must not import itself first)
+    from ..hardware import separate_inductor_cache  # (here: `python -m qhelpers.hardware` must not import itself first)
 
     separate_inductor_cache()
     if quiet_deprecations:

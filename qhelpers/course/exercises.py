@@ -25,7 +25,7 @@ qint8, qint32, quint4x2, quint2x4, uint1-7, int1-7, float4), any Python code
 of ``torch.ao.quantization`` (observers, FakeQuantize), torchao or the course's
 own quantize/pack modules, and starting a thread or process or switching the
 guards off. Each refusal says what was called and why.
-Reference solutions live in :mod:`qhelpers.solutions`, outside the notebooks.
+Reference solutions live in :mod:`qhelpers.course.solutions`, outside the notebooks.
 """
 
 from __future__ import annotations
@@ -46,8 +46,8 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from . import ptq, quant, qat, sensitivity
-from .checks import check_float_model
+from .. import ptq, quant, qat, sensitivity
+from ..checks import check_float_model, check_module
 
 __all__ = ["Feedback", "check_quantize", "check_skip_last_linear", "check_fake_quant_ste", "check_ptq_eager",
            "check_fp32_search", "check_pack_int4", "KERNELS"]
@@ -389,8 +389,6 @@ def check_skip_last_linear(fn: Callable[[nn.Module], nn.Module], model: nn.Modul
     a copy of ``model`` itself to compare).
     """
     _require_callable(fn, "conversion function")
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     check_float_model(model)
     if not isinstance(example, torch.Tensor):
         raise TypeError(f"example must be an input batch as a torch.Tensor, got {type(example).__name__}")
@@ -562,7 +560,7 @@ def check_pack_int4(pack_fn: Callable[[torch.Tensor], torch.Tensor], unpack_fn: 
     """
     _require_callable(pack_fn, "pack function")
     _require_callable(unpack_fn, "unpack function")
-    from . import packing
+    from .. import packing
 
     for name, codes in _pack_int4_cases():
         expected = packing.pack(codes, 4)
@@ -628,8 +626,7 @@ def check_ptq_eager(fn: Callable, model: nn.Module, calibration: Sequence[torch.
     (``qhelpers.ptq.ptq_eager``/``ptq_fx``/``ptq_pt2e``, ``qhelpers.qat`` helpers) patched to raise.
     """
     _require_callable(fn, "quantization function")
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    check_module(model)
     helpers = (ptq.ptq_eager, ptq.ptq_fx, ptq.ptq_pt2e, qat.ptq_lowbit)
     if _is_kernel(fn, (), helpers):
         return Feedback(False, "you passed the course's own ptq_eager: write the steps yourself with torch.ao.quantization")

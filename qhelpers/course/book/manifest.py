@@ -34,7 +34,7 @@ book.yml is the one declaration of each parameter: the command line checks
 ``-p`` values with :meth:`Parameter.problem`, and a notebook checks its own
 parameters with the same rules in one call, right after its parameters cell::
 
-    qhelpers.book.check_parameters("mnist-cnn", globals())
+    course.book.check_parameters("mnist-cnn", globals())  # (from qhelpers import course)
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ class Parameter:
             where = Path(value).expanduser()
             if not where.exists():
                 return (f"{self.name} = {value!r}: {where.absolute()} does not exist; give the path of an existing "
-                        f"{self.path} ({self.help or 'see `python -m qhelpers.book list`'})")
+                        f"{self.path} ({self.help or 'see `python -m qhelpers.course.book list`'})")
             if self.path == "folder" and not where.is_dir():
                 return f"{self.name} = {value!r}: {where.absolute()} is a file, not a folder; give the folder's path"
             if self.path == "file" and not where.is_file():
@@ -534,7 +534,7 @@ def _chapter(book_dir: Path, i: int, raw: Any, profiles: Mapping[str, str], prob
                 for name in params.keys() - in_nb.keys():
                     problems.append(f"{where}: parameter {name} is not in the parameters cell of {rel}; remove it from book.yml or add it to the notebook")
                 for name in in_nb.keys() - raw_params.keys():
-                    problems.append(f"{where}: the notebook's parameter {name} = {in_nb[name][0]!r} is missing from book.yml; add it (`python -m qhelpers.book stanza {rel}` prints an entry)")
+                    problems.append(f"{where}: the notebook's parameter {name} = {in_nb[name][0]!r} is missing from book.yml; add it (`python -m qhelpers.course.book stanza {rel}` prints an entry)")
                 for name in params.keys() & in_nb.keys():
                     nb_default, p = in_nb[name][0], params[name]
                     if nb_default != p.default or type(nb_default) is not type(p.default) and not (p.type == "float" and isinstance(nb_default, (int, float))):
@@ -622,7 +622,7 @@ def load_book(path: Path | str | None = None, *, check_notebooks: bool | Iterabl
         raise BookError(f"{path}: cannot read it ({getattr(exc, 'strerror', None) or exc}); book.yml must be a readable UTF-8 text file") from None
     if not isinstance(raw, dict):
         got = "it is empty" if raw is None else f"it holds a {type(raw).__name__}"
-        raise BookError(f"{path}: expected a mapping with title, profiles, chapters ({got}); see the schema in qhelpers/book/manifest.py")
+        raise BookError(f"{path}: expected a mapping with title, profiles, chapters ({got}); see the schema in qhelpers/course/book/manifest.py")
     problems: list[str] = []
     unknown = set(raw) - {"title", "profiles", "chapters"}
     if unknown:
@@ -685,12 +685,12 @@ def stanza(notebook: Path | str, chapter_id: str = "", root: Path | str | None =
     return yaml.safe_dump([entry], sort_keys=False, allow_unicode=True, width=1000)
 
 
-_HOW = "set it in the parameters cell, or pass e.g. `-p {name}=...` to `python -m qhelpers.book run`"
+_HOW = "set it in the parameters cell, or pass e.g. `-p {name}=...` to `python -m qhelpers.course.book run`"
 
 
 def _course_book() -> Path:
     """The book.yml of the course this package belongs to, else the nearest one from the working directory."""
-    beside = Path(__file__).resolve().parents[2] / "book.yml"
+    beside = Path(__file__).resolve().parents[3] / "book.yml"
     return beside if beside.is_file() else find_book()
 
 

@@ -3,7 +3,7 @@
 Layout of a run::
 
     build/<profile>/<notebook>.ipynb        executed copies (partial on failure)
-    build/<profile>/results/<chapter>.json  what each chapter's ``qhelpers.record`` calls saved
+    build/<profile>/results/<chapter>.json  what each chapter's ``qhelpers.course.record`` calls saved
     build/<profile>/results.json            {chapter_id: {name: value}}
     build/<profile>/run.json                the run's environment; parameters, status and wall time of each chapter
     build/<profile>/book/index.html         the book (see ``site.py``)
@@ -48,7 +48,7 @@ def resolve_overrides(chapters: Sequence[Chapter], raw: Mapping[str, str]) -> di
         if not targets:
             known = sorted({p for c in chapters for p in c.parameters})
             problems.append(f"-p {key}: no chapter of this run has a parameter {name!r}{did_you_mean(name, known)}; known parameters: "
-                            f"{', '.join(known) or 'none'} (`python -m qhelpers.book list` shows them per chapter)")
+                            f"{', '.join(known) or 'none'} (`python -m qhelpers.course.book list` shows them per chapter)")
             continue
         for c in targets:
             try:
@@ -151,7 +151,7 @@ def run(
         missing = sorted(headline_names(ch) - set(collected[ch.id])) if not failure else []
         if missing:  # the book's headline would show empty cells: a chapter that skipped its records is not done
             failure = BookError(f"chapter {ch.id!r} ({ch.notebook.name}) ran but recorded no {', '.join(missing)}: its headline "
-                                f"in {book.path.name} shows them, so a cell that calls qhelpers.record(...) for them was skipped "
+                                f"in {book.path.name} shows them, so a cell that calls course.record(...) for them was skipped "
                                 f"or renamed; the executed notebook is {output}")
             status.update(status="failed", error=str(failure))
             _say(f"      but it recorded no {', '.join(missing)}")
@@ -173,7 +173,7 @@ def run(
 
             shutil.rmtree(outdir / BOOK, ignore_errors=True)  # better no book than a stale one
             failure = failure if isinstance(failure, Interrupted) else Interrupted.wrap(
-                exc, f"the book was not built; `python -m qhelpers.book html --profile {profile}` builds it")
+                exc, f"the book was not built; `python -m qhelpers.course.book html --profile {profile}` builds it")
         except BookError as exc:
             failure = failure or exc
     if failure:
@@ -197,7 +197,7 @@ def execute_all_in_place(book: Book, paths: Sequence[Path] = (), *, failed_dir: 
             p = given.resolve()
             if p.is_dir() or not p.is_file() or p.suffix != ".ipynb":
                 problems.append(f"{given}: " + ("a folder, not a notebook" if p.is_dir() else "no such notebook") +
-                                "; give .ipynb files (`python -m qhelpers.book list` shows the chapters' notebooks), or none for all")
+                                "; give .ipynb files (`python -m qhelpers.course.book list` shows the chapters' notebooks), or none for all")
             elif p.parent not in folders:
                 problems.append(f"{given} is not in the book's notebooks folder ({', '.join(str(f) for f in folders)}); "
                                 "execute-in-place only re-executes the course's notebooks")
