@@ -33,7 +33,7 @@ def tiny_book(root: Path) -> Path:
     write_notebook(root / "notebooks" / "01_alpha.ipynb",
                    """
                    bits = 8  # bit-width
-                   dataset = 'mnist'  # which data
+                   dataset = "mnist"  # which data
                    """,
                    load,
                    """

@@ -100,13 +100,13 @@ def test_float_parameters_take_ascii_only_too():
 # ---- path parameters: checked before a kernel starts, naming the parameter and the path
 
 def _path_book(root: Path) -> Path:
-    write_notebook(root / "notebooks" / "01_img.ipynb", "weights = 'none'  # which weights\nimage_dir = ''  # a folder of images",
+    write_notebook(root / "notebooks" / "01_img.ipynb", 'weights = "none"  # weights\nimage_dir = ""  # a folder of class folders',
                    "print(image_dir)")
     (root / "book.yml").write_text(yaml.safe_dump({"title": "Paths", "profiles": {"smoke": "s"}, "chapters": [{
         "id": "img", "title": "Images", "notebook": "notebooks/01_img.ipynb", "summary": "reads a folder",
         "parameters": {"weights": {"type": "str", "default": "none", "choices": ["none", "imagenet"], "help": "weights"},
                        "image_dir": {"type": "str", "default": "", "path": "folder", "help": "a folder of class folders"}},
-        "requires": [{"if": {"weights": "imagenet"}, "then": "image_dir"}]}]}))
+        "requires": [{"if": {"weights": "imagenet"}, "then": "image_dir"}]}]}, sort_keys=False))
     return root / "book.yml"
 
 

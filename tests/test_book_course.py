@@ -15,8 +15,8 @@ NOTEBOOKS = ROOT / "notebooks"
 
 @pytest.fixture(scope="module")
 def book():
-    # Validates every chapter: notebook exists, its parameters cell declares exactly book.yml's
-    # parameters with the same defaults, types, allowed values, profiles.
+    # Validates every chapter: notebook exists, its parameters cell is exactly the one book.yml generates
+    # (same names, order, defaults, types and help: see tests/test_book_sync.py), allowed values, profiles.
     return load_book(ROOT / "book.yml")
 
 

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from book_fixtures import tiny_book, write_notebook
-from qhelpers.course.book import BookError, load_book, plan, stanza
+from qhelpers.course.book import BookError, load_book, notebook_parameters, plan, stanza, sync
 from qhelpers.course.book.__main__ import main
 from qhelpers.course.book.manifest import parse_assignments, parse_value
 
@@ -115,9 +115,13 @@ def test_stanza_is_a_valid_entry(tmp_path):
     assert entry["id"] == "new-thing" and entry["notebook"] == "notebooks/07_new_thing.ipynb"
     assert {k: v["type"] for k, v in entry["parameters"].items()} == {"bits": "int", "lr": "float", "name": "str", "on": "bool", "path": "str"}
     entry.update(title="T", summary="S")
-    (tmp_path / "book.yml").write_text(yaml.safe_dump({"title": "B", "profiles": {"smoke": "s"}, "chapters": [entry]}))
+    (tmp_path / "book.yml").write_text(yaml.safe_dump({"title": "B", "profiles": {"smoke": "s"}, "chapters": [entry]}, sort_keys=False))
+    # the cell as written ('x' in single quotes) is not yet what book.yml generates: sync writes it, then the book loads
+    assert "is not laid out as book.yml writes it" in problems(tmp_path / "book.yml")
+    assert [c.id for c, _ in sync(load_book(tmp_path / "book.yml", check_notebooks=False))] == ["new-thing"]
     book = load_book(tmp_path / "book.yml")
     assert book.chapters[0].parameters["path"].nullable
+    assert notebook_parameters(book.chapters[0].notebook)["name"] == ("x", "a name")
 
 
 @pytest.mark.parametrize("text, type_name, expected", [

@@ -15,9 +15,9 @@ def book_path(tmp_path):
     """The tiny book plus a chapter shaped like resnet18: weights=imagenet needs imagenet_dir."""
     path = tiny_book(tmp_path)
     write_notebook(tmp_path / "notebooks" / "03_gamma.ipynb", """
-        weights = "none"  # none or imagenet
-        imagenet_dir = ""  # folder of images
-        tag = None  # optional label
+        weights = "none"  # which weights
+        imagenet_dir = ""  # folder
+        tag = None  # label
         """)
     raw = yaml.safe_load(path.read_text())
     raw["chapters"].append({

@@ -4,15 +4,19 @@
 executes the chapters with papermill into ``build/<profile>/`` and renders them
 as a book (``build/<profile>/book/index.html``, see :mod:`qhelpers.course.book.site`);
 ``python -m qhelpers.course.book --help`` lists the other commands (sweep, html,
-execute-in-place, check, list, stanza, lab). :func:`check_parameters` is a
-notebook's validation cell: it checks the parameters with book.yml's rules.
+execute-in-place, check, sync, list, stanza, lab). :func:`check_parameters` is a
+notebook's validation cell: it checks the parameters with book.yml's rules;
+:func:`configuration` says whether the run is the full one (book.yml's ``size:``
+parameters). ``python -m qhelpers.course.book sync`` writes the notebooks'
+parameters cells from book.yml.
 """
 
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from .manifest import (
-    FULL, Book, BookError, Chapter, Parameter, Rule, check_parameters, find_book, load_book, notebook_parameters, stanza,
+    FULL, QUICK, Book, BookError, Chapter, Parameter, Rule, check_parameters, configuration, find_book, load_book,
+    notebook_parameters, parameters_cell, stanza, sync,
 )
 
 if TYPE_CHECKING:
@@ -36,8 +40,8 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
-    "check_parameters",
-    "FULL", "Book", "BookError", "Chapter", "Parameter", "Rule", "NotebookFailed", "Interrupted",
-    "find_book", "load_book", "notebook_parameters", "stanza",
+    "check_parameters", "configuration",
+    "FULL", "QUICK", "Book", "BookError", "Chapter", "Parameter", "Rule", "NotebookFailed", "Interrupted",
+    "find_book", "load_book", "notebook_parameters", "parameters_cell", "stanza", "sync",
     "plan", "run", "sweep", "build_book", "execute_all_in_place",
 ]

@@ -1,4 +1,4 @@
-"""Command line of the book: ``python -m qhelpers.course.book {run,sweep,html,lab,execute-in-place,check,list,stanza}``."""
+"""Command line of the book: ``python -m qhelpers.course.book {run,sweep,html,lab,execute-in-place,check,sync,list,stanza}``."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ EPILOG = """examples:
   python -m qhelpers.course.book html --committed      # the book from the committed notebooks, without running them
   python -m qhelpers.course.book lab                   # JupyterLab on notebooks/, with the course's kernel
   python -m qhelpers.course.book execute-in-place notebooks/01_concepts.ipynb
+  python -m qhelpers.course.book sync                  # write the notebooks' parameters cells from book.yml
 """
 
 
@@ -91,7 +92,9 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("execute-in-place", help="re-execute committed notebooks in place with their defaults (to commit the outputs)")
     e.add_argument("notebooks", nargs="*", type=Path, help="default: every notebook of notebooks/, in book order")
 
-    sub.add_parser("check", help="validate book.yml against the notebooks")
+    sub.add_parser("check", help="validate book.yml against the notebooks (their parameters cells included)")
+    sy = sub.add_parser("sync", help="write the notebooks' parameters cells from book.yml, where they differ")
+    sy.add_argument("--check", action="store_true", help="only list the cells that differ (exit code 1 if any), write nothing")
     sub.add_parser("list", help="chapters, their parameters and profiles")
     st = sub.add_parser("stanza", help="print a book.yml entry for a notebook, read from its parameters cell")
     st.add_argument("notebook", type=Path)
@@ -158,7 +161,7 @@ def _notebooks_to_check(args: argparse.Namespace) -> bool | list[str]:
     ``html`` of a run (its executed copies are what it renders) and ``execute-in-place`` of given notebooks
     need only the table of contents.
     """
-    if args.command == "lab":
+    if args.command in ("lab", "sync"):  # (sync compares the cells itself: it is what repairs them)
         return False
     if args.command == "run" and args.only:
         return list(args.only)
@@ -185,6 +188,26 @@ def _lab(book: Book, extra: list[str]) -> int:
     return 0  # not reached
 
 
+def _sync(book: Book, check_only: bool) -> int:
+    """``sync``: rewrite the parameters cells that differ from book.yml (``--check``: list them, exit code 1)."""
+    from .manifest import SYNC, sync
+
+    drifted = sync(book, write=not check_only)
+    for chapter, drift in drifted:
+        rel = chapter.notebook.relative_to(book.root)
+        print(f"{rel} ({chapter.id}): " + ("parameters cell differs from book.yml" if check_only else "rewrote the parameters cell"))
+        for line in drift:
+            print(f"  - {line}")
+    if not drifted:
+        print(f"{len(book.chapters)} parameters cells: all as book.yml writes them")
+    elif check_only:
+        print(f"{len(drifted)} of {len(book.chapters)} parameters cells differ from book.yml; run `{SYNC}` to rewrite them")
+        return 1
+    else:
+        print(f"rewrote {len(drifted)} of {len(book.chapters)} parameters cells (only their source; outputs and other cells untouched)")
+    return 0
+
+
 def _command(args: argparse.Namespace) -> int:
     if args.command == "stanza":
         print(stanza(args.notebook, args.id, root=_stanza_root(args.book)), end="")
@@ -192,13 +215,17 @@ def _command(args: argparse.Namespace) -> int:
     book = load_book(args.book, check_notebooks=_notebooks_to_check(args))
     if args.command == "check":
         print(f"{book.path}: {len(book.chapters)} chapters, profiles {', '.join(book.profiles)}: OK")
+    elif args.command == "sync":
+        return _sync(book, check_only=args.check)
     elif args.command == "list":
         for c in book.chapters:
             print(f"{c.id}: {c.title}  [{c.notebook.relative_to(book.root)}]\n  {c.summary}" + (f"\n  {c.summary_zh}" if c.summary_zh else ""))
             for p in c.parameters.values():
                 print(f"    {p.describe()}")
+            sized = any(p.size is not None for p in c.parameters.values())
             for prof, values in c.profiles.items():
-                print(f"    profile {prof}: {', '.join(f'{k}={v!r}' for k, v in values.items()) or 'defaults'}")
+                print(f"    profile {prof}: {', '.join(f'{k}={v!r}' for k, v in values.items()) or 'defaults'}"
+                      + (f"  ({c.configuration(c.effective(prof))} configuration)" if sized else ""))
     elif args.command == "run":
         from .runner import run
 

@@ -10,15 +10,23 @@ Schema (all keys required unless marked optional)::
         title: PTQ and QAT on a small CNN
         notebook: notebooks/04_mnist_ptq_qat.ipynb   # relative to book.yml
         summary: one line
-        parameters:                # exactly the names of the notebook's `parameters` cell
+        parameters:                # in the order of the notebook's `parameters` cell, which `sync` writes from them
           bits:
             type: int              # int | float | str | bool
-            default: 8             # must equal the notebook's default
+            default: 8             # the notebook's default
             choices: [2, 3, 4, 6, 8]   # optional: allowed values
             range: [1, 16]         # optional: inclusive [lo, hi] for int/float (null = unbounded)
             path: folder           # optional, str only: folder | file, which must exist when the value is not ""
             nullable: false        # optional: whether None is allowed (true when the default is None)
-            help: bit-width of the weights
+            help: bit-width of the weights   # one line, no '=' (papermill reads the cell line by line)
+          epochs:
+            type: int
+            default: 3
+            size: true             # optional, int/float only: a size of the run; the chapter's claims hold at the
+                                   # default or beyond (`configuration` is "full" when every size is), or with
+                                   # size: all-is-0, 0 means "all" (above any other value; the help says "0 for all")
+            full_from: 2           # optional, with size: the smallest full value if below the default
+            help: training epochs
         profiles:                  # optional: overrides per profile; `full` = the notebook defaults
           smoke: {bits: 4}
         requires:                  # optional: rules between parameters, checked before a kernel starts
@@ -30,11 +38,17 @@ Schema (all keys required unless marked optional)::
 ``load_book`` checks all of it against the notebooks and raises one
 ``BookError`` listing every problem with what to do about it.
 
-book.yml is the one declaration of each parameter: the command line checks
-``-p`` values with :meth:`Parameter.problem`, and a notebook checks its own
-parameters with the same rules in one call, right after its parameters cell::
+book.yml is the one declaration of each parameter. A notebook's ``parameters``
+cell is generated from it (:func:`parameters_cell`: one ``name = default  # help``
+line per parameter, in book.yml's order; ``python -m qhelpers.course.book sync``
+writes it), and ``load_book`` reports any drift of name, order, default, type or
+help (:func:`parameters_drift`). The command line checks ``-p`` values with
+:meth:`Parameter.problem`, and a notebook checks its own parameters with the same
+rules in one call, right after its parameters cell, then asks whether its run is
+the full one its claims are stated for (the ``size:`` parameters)::
 
     course.book.check_parameters("mnist-cnn", globals())  # (from qhelpers import course)
+    FULL = course.book.configuration("mnist-cnn", globals()) == "full"
 """
 
 from __future__ import annotations
@@ -57,10 +71,15 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BookError", "Parameter", "Rule", "Chapter", "Book", "load_book", "find_book",
-    "notebook_parameters", "parse_value", "parse_assignments", "stanza", "check_parameters", "FULL",
+    "notebook_parameters", "parse_value", "parse_assignments", "stanza", "check_parameters", "configuration",
+    "parameters_cell", "parameters_drift", "sync", "FULL", "QUICK",
 ]
 
 FULL = "full"
+QUICK = "quick"  # the configuration of a run with a size parameter below its full value (see Parameter.size)
+ALL_IS_0 = "all-is-0"  # `size: all-is-0`: a size parameter whose 0 means "all" (above any other value)
+SYNC = "python -m qhelpers.course.book sync"
+_SYNC_HINT = f"book.yml is the source: `{SYNC}` rewrites the notebook's parameters cell from it"
 TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _TRUE, _FALSE = {"true", "yes", "1", "on"}, {"false", "no", "0", "off"}
@@ -108,6 +127,27 @@ class Parameter:
     range: tuple | None = None
     nullable: bool = False
     path: str | None = None  # "folder" or "file": a str parameter naming one (checked to exist when set, not "")
+    size: str | None = None  # None, "true" or "all-is-0": a size of the run (see `full`), 0 meaning all with all-is-0
+    full_from: Any = None  # with size: the smallest value of a full run (None: the default)
+
+    def magnitude(self, value: Any) -> int | float:
+        """``value`` of a size parameter as a number to compare: 0 is infinite with ``size: all-is-0``."""
+        return math.inf if self.size == ALL_IS_0 and value == 0 else value
+
+    def full(self, value: Any) -> bool:
+        """Whether ``value`` of this size parameter is a full run's: at least ``full_from`` (or the default)."""
+        threshold = self.default if self.full_from is None else self.full_from
+        return self.size is None or self.magnitude(value) >= self.magnitude(threshold)
+
+    def cell_value(self) -> Any:
+        """The default as the notebook's parameters cell writes it (a float parameter's ``1`` as ``1.0``)."""
+        if self.type == "float" and isinstance(self.default, int) and not isinstance(self.default, bool):
+            return float(self.default)
+        return self.default
+
+    def cell_line(self) -> str:
+        """This parameter's line of the notebook's parameters cell: ``name = <literal>  # help``."""
+        return f"{self.name} = {literal(self.cell_value())}  # {self.help}"
 
     def problem(self, value: Any) -> str | None:
         """Why ``value`` is not acceptable for this parameter, or ``None`` if it is."""
@@ -157,7 +197,12 @@ class Parameter:
             else f" in [{self.range[0]}, {self.range[1]}]" if self.range is not None else ""
         )
         kind = f"{self.type}, the path of a {self.path}" if self.path else self.type
-        return f"{self.name} ({kind}{allowed}; default {self.default!r}): {self.help}"
+        size = ""
+        if self.size is not None:
+            threshold = self.default if self.full_from is None else self.full_from
+            size = ("; a size of the run: full at 0 = all" if self.magnitude(threshold) == math.inf else
+                    f"; a size of the run: full from {threshold!r}" + ("; 0 = all" if self.size == ALL_IS_0 else ""))
+        return f"{self.name} ({kind}{allowed}; default {self.default!r}{size}): {self.help}"
 
 
 @dataclass(frozen=True)
@@ -214,6 +259,13 @@ class Chapter:
         values = self.effective(profile, overrides)
         return [p for r in self.requires if (p := r.problem(values))]
 
+    def configuration(self, values: Mapping[str, Any]) -> str:
+        """``"full"`` if every size parameter (``size:`` in book.yml) of ``values`` is a full run's, else ``"quick"``.
+
+        ``values`` holds every parameter (e.g. :meth:`effective`); a chapter without size parameters is always full.
+        """
+        return FULL if all(p.full(values[p.name]) for p in self.parameters.values() if p.size is not None) else QUICK
+
 
 @dataclass(frozen=True)
 class Book:
@@ -245,6 +297,97 @@ class Book:
         if profile not in self.profiles:
             raise BookError(f"unknown profile {profile!r}{did_you_mean(profile, self.profiles)}; choose one of "
                             f"{', '.join(self.profiles)} (declared under `profiles:` in {self.path.name})")
+
+
+def literal(value: Any) -> str:
+    """``value`` as a Python literal of a parameters cell: ``repr``, but a string in double quotes when it can be."""
+    text = repr(value)
+    if isinstance(value, str) and '"' not in value and text.startswith("'"):
+        text = f'"{text[1:-1]}"'  # (no ' inside either: repr would have used double quotes)
+    return text
+
+
+def parameters_cell(parameters: Iterable[Parameter]) -> str:
+    """The source of a notebook's ``parameters`` cell: one ``name = default  # help`` line per parameter, in order."""
+    return "\n".join(p.cell_line() for p in parameters)
+
+
+def parameters_drift(parameters: Mapping[str, Parameter], source: str, *, notebook: str = "the notebook",
+                     declared: Iterable[str] | None = None, hint: bool = True) -> list[str]:
+    """How a notebook's ``parameters`` cell ``source`` differs from book.yml's ``parameters`` (``[]``: it does not).
+
+    Each problem names the kind of drift (a name, the order, a default, a type, a help text, or else the layout)
+    and, with ``hint``, ends with what to run. ``declared`` lists every name book.yml declares (default: the keys
+    of ``parameters``); a declared name missing from ``parameters`` (its declaration is broken, which the loader
+    reports) is left out of the comparison of defaults and help.
+    """
+    declared = list(parameters if declared is None else declared)
+    try:
+        found = _parse_parameters_cell(source, notebook)
+    except BookError as exc:
+        return [f"{p}; or let `{SYNC}` write the cell from book.yml" if hint else p for p in exc.problems]
+    problems = []
+    for name in declared:
+        if name not in found:
+            problems.append(f"parameter {name} is not in the parameters cell of {notebook}")
+    for name, (value, _) in found.items():
+        if name not in declared:
+            problems.append(f"the notebook's parameter {name} = {value!r} is missing from book.yml; declare it there "
+                            f"(`python -m qhelpers.course.book stanza {notebook}` prints an entry), or let sync remove it")
+    in_book = [n for n in declared if n in found]
+    in_cell = [n for n in found if n in declared]
+    if in_book != in_cell:
+        problems.append(f"the parameters cell of {notebook} lists {', '.join(in_cell)}; book.yml's order is {', '.join(in_book)}")
+    for name, p in parameters.items():
+        if name not in found:
+            continue
+        value, help_ = found[name]
+        expected = p.cell_value()
+        if value is not None and expected is not None and type(value) is not type(expected):
+            problems.append(f"parameter {name}: the notebook's default {value!r} has type {type(value).__name__}, "
+                            f"book.yml's {expected!r} type {p.type}")
+        elif not _same(value, expected):
+            problems.append(f"parameter {name}: book.yml default {p.default!r} differs from the notebook's {value!r}")
+        if help_ != p.help:
+            problems.append(f"parameter {name}: the notebook's help {help_!r} differs from book.yml's {p.help!r}")
+    if not problems and list(parameters) == declared and source != parameters_cell(parameters.values()):
+        problems.append(f"the parameters cell of {notebook} is not laid out as book.yml writes it (one "
+                        "`name = default  # help` line per parameter, nothing else)")
+    return [f"{p}; {_SYNC_HINT}" if hint else p for p in problems]
+
+
+def sync(book: Book, *, write: bool = True) -> list[tuple[Chapter, list[str]]]:
+    """Write each chapter's ``parameters`` cell from book.yml (:func:`parameters_cell`) where it differs.
+
+    Only the source of those cells changes: outputs, metadata and every other cell are written back as they
+    were read, each notebook atomically. Returns ``(chapter, drift)`` for every cell that differed (rewritten
+    unless ``write`` is false). A notebook that cannot be read, or that has no or several parameters cells, is
+    a ``BookError`` raised before anything is written.
+    """
+    import nbformat
+
+    from .files import write_text
+
+    pending, problems = [], []
+    for chapter in book.chapters:
+        rel = chapter.notebook.relative_to(book.root)
+        try:
+            nb = read_notebook(chapter.notebook)
+            cell = parameters_cell_of(nb, rel)
+        except BookError as exc:
+            problems.extend(f"chapter {chapter.id!r}: {p}" for p in exc.problems)
+            continue
+        source = parameters_cell(chapter.parameters.values())
+        if cell.source != source:
+            drift = parameters_drift(chapter.parameters, cell.source, notebook=str(rel), hint=False)
+            cell.source = source
+            pending.append((chapter, nb, drift))
+    if problems:
+        raise BookError(problems)
+    if write:
+        for chapter, nb, _ in pending:
+            write_text(chapter.notebook, nbformat.writes(nb))
+    return [(chapter, drift) for chapter, _, drift in pending]
 
 
 def parse_value(text: str, type_name: str, *, nullable: bool = False) -> Any:
@@ -331,14 +474,22 @@ def notebook_parameters(path: Path) -> dict[str, tuple[Any, str]]:
     no (or several) such cells, the cell is not valid Python, or a default is not
     a literal.
     """
-    import io
-    import tokenize
+    return _parse_parameters_cell(parameters_cell_of(read_notebook(path), path).source, path)
 
-    nb = read_notebook(path)
+
+def parameters_cell_of(nb: nbformat.NotebookNode, path: Path | str) -> nbformat.NotebookNode:
+    """The one cell of ``nb`` (read from ``path``) tagged ``parameters``; ``BookError`` if it has none or several."""
     tagged = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     if len(tagged) != 1:
         raise BookError(f"{path}: has {len(tagged)} cells tagged 'parameters'; tag exactly one (its first code cell)")
-    source = tagged[0].source
+    return tagged[0]
+
+
+def _parse_parameters_cell(source: str, path: Path | str) -> dict[str, tuple[Any, str]]:
+    """``{name: (default, help comment)}`` of the source of a parameters cell (see :func:`notebook_parameters`)."""
+    import io
+    import tokenize
+
     try:
         tree = ast.parse(source)
         comments = {t.start[0]: t.string.lstrip("#").strip()
@@ -378,9 +529,10 @@ def _parameter(where: str, name: str, spec: Any, problems: list[str]) -> Paramet
     if not isinstance(spec, dict):
         problems.append(f"{where}: parameter {name} must be a mapping with type, default, help")
         return None
-    unknown = set(spec) - {"type", "default", "help", "choices", "range", "nullable", "path"}
+    unknown = set(spec) - {"type", "default", "help", "choices", "range", "nullable", "path", "size", "full_from"}
     if unknown:
-        problems.append(f"{where}: parameter {name} has unknown keys {sorted(map(str, unknown))}; allowed: type, default, help, choices, range, nullable, path")
+        problems.append(f"{where}: parameter {name} has unknown keys {sorted(map(str, unknown))}; allowed: type, default, help, "
+                        "choices, range, nullable, path, size, full_from")
     type_name = spec.get("type")
     if type_name not in TYPES:
         problems.append(f"{where}: parameter {name} has type {type_name!r}; use one of {', '.join(TYPES)}")
@@ -413,13 +565,49 @@ def _parameter(where: str, name: str, spec: Any, problems: list[str]) -> Paramet
     if path is not None and (path not in ("folder", "file") or type_name != "str"):
         problems.append(f"{where}: parameter {name}: path must be `folder` or `file`, and only for a str parameter (got {path!r})")
         path = None
+    help_ = str(spec.get("help") or "").strip()
+    if "\n" in help_ or "\r" in help_ or "=" in help_:
+        problems.append(f"{where}: parameter {name}: help {help_!r} must be one line without '=' (it is the comment of the "
+                        "notebook's parameters cell, which papermill reads line by line); write e.g. '0 for all', 'for weights \"none\"'")
+    size = spec.get("size")
+    if size is False:
+        size = None
+    elif size is True:
+        size = "true"
+    elif size is not None and size != ALL_IS_0:
+        problems.append(f"{where}: parameter {name}: size must be true (a size of the run: the claims hold at the default "
+                        f"or beyond) or {ALL_IS_0} (the same, 0 meaning all), not {size!r}")
+        size = None
+    if size is not None and (type_name not in ("int", "float") or nullable):
+        problems.append(f"{where}: parameter {name}: size is only for an int or float parameter that is never None "
+                        "(a count of images, epochs, steps...)")
+        size = None
+    if size == ALL_IS_0 and "0 for all" not in help_:
+        problems.append(f"{where}: parameter {name}: size: {ALL_IS_0} means 0 is all; say so in its help ('... 0 for all ...')")
+    elif size == "true" and "0 for all" in help_:
+        problems.append(f"{where}: parameter {name}: its help says 0 is all: write size: {ALL_IS_0} (0 is then above any other value)")
+    full_from = spec.get("full_from")
+    if full_from is not None and size is None:
+        problems.append(f"{where}: parameter {name}: full_from is the smallest full value of a size parameter; add `size: true`, "
+                        "or remove full_from")
+        full_from = None
     p = Parameter(
-        name=name, type=type_name, default=spec["default"], help=str(spec.get("help") or ""),
+        name=name, type=type_name, default=spec["default"], help=help_,
         choices=tuple(choices) if choices is not None else None,
-        range=tuple(rng) if rng is not None else None, nullable=nullable, path=path,
+        range=tuple(rng) if rng is not None else None, nullable=nullable, path=path, size=size, full_from=full_from,
     )
     if not p.help:
         problems.append(f"{where}: parameter {name} has no help text; add `help:` (one line)")
+    if full_from is not None:
+        bad = p.problem(full_from) if _number(full_from) else f"{name} = {full_from!r} is not a number"
+        if bad:
+            problems.append(f"{where}: parameter {name}: full_from: {bad}")
+        elif _number(p.default) and p.magnitude(full_from) > p.magnitude(p.default):
+            problems.append(f"{where}: parameter {name}: full_from {full_from!r} is above the default {p.default!r}: the "
+                            "default run is the full one, so full_from is at most the default (or leave it out)")
+    if size == ALL_IS_0 and p.problem(0) is not None:
+        problems.append(f"{where}: parameter {name}: size: {ALL_IS_0}, but 0 is not an allowed value ({p.problem(0)}); "
+                        "write size: true")
     for c in p.choices or ():
         bad = Parameter(name, p.type, None, nullable=p.nullable, range=p.range).problem(c)
         if bad:
@@ -527,18 +715,12 @@ def _chapter(book_dir: Path, i: int, raw: Any, profiles: Mapping[str, str], prob
             problems.append(f"{where}: notebook {rel} does not exist (paths are relative to book.yml); fix the path or add the notebook")
         else:
             try:
-                in_nb = notebook_parameters(notebook)
+                cell = parameters_cell_of(read_notebook(notebook), rel)
             except BookError as exc:
                 problems.extend(f"{where}: {p}" for p in exc.problems)
             else:
-                for name in params.keys() - in_nb.keys():
-                    problems.append(f"{where}: parameter {name} is not in the parameters cell of {rel}; remove it from book.yml or add it to the notebook")
-                for name in in_nb.keys() - raw_params.keys():
-                    problems.append(f"{where}: the notebook's parameter {name} = {in_nb[name][0]!r} is missing from book.yml; add it (`python -m qhelpers.course.book stanza {rel}` prints an entry)")
-                for name in params.keys() & in_nb.keys():
-                    nb_default, p = in_nb[name][0], params[name]
-                    if nb_default != p.default or type(nb_default) is not type(p.default) and not (p.type == "float" and isinstance(nb_default, (int, float))):
-                        problems.append(f"{where}: parameter {name}: book.yml default {p.default!r} differs from the notebook's {nb_default!r}; make them equal")
+                problems.extend(f"{where}: {p}" for p in parameters_drift(params, cell.source, notebook=str(rel),
+                                                                          declared=[str(n) for n in raw_params]))
     chapter_profiles = {}
     raw_profiles = raw.get("profiles") or {}
     if not isinstance(raw_profiles, dict):
@@ -694,18 +876,16 @@ def _course_book() -> Path:
     return beside if beside.is_file() else find_book()
 
 
-def check_parameters(chapter_id: str, namespace: Mapping[str, Any], *, book: Path | str | None = None) -> None:
-    """Check a notebook's parameters with book.yml's rules: type, range, choices, and the chapter's ``requires:``.
-
-    Call it right after the ``parameters`` cell with ``globals()``. A bad value
-    raises a ``ValueError`` saying what was wrong and what to do; nothing is
-    returned. ``book`` defaults to the course's book.yml.
-    """
+def _checked_values(chapter_id: str, namespace: Mapping[str, Any], book: Path | str | None,
+                    sizes_only: bool = False) -> tuple[Chapter, dict[str, Any]]:
+    """The chapter and the values in ``namespace`` of its parameters (or only its size parameters), checked."""
     if not isinstance(namespace, Mapping):
         raise TypeError(f"namespace must be the notebook's globals(), not {type(namespace).__name__}")
     chapter = load_book(book if book is not None else _course_book(), check_notebooks=False).chapter(chapter_id)
     values = {}
     for name, parameter in chapter.parameters.items():
+        if sizes_only and parameter.size is None:
+            continue
         if name not in namespace:
             raise ValueError(f"parameter {name} is not defined: book.yml declares it for chapter {chapter_id!r}, so the "
                              "notebook's parameters cell must set it")
@@ -713,6 +893,32 @@ def check_parameters(chapter_id: str, namespace: Mapping[str, Any], *, book: Pat
         if problem:
             raise ValueError(f"parameter {problem}; " + _HOW.format(name=name))
         values[name] = namespace[name]
+    return chapter, values
+
+
+def configuration(chapter_id: str, namespace: Mapping[str, Any], *, book: Path | str | None = None) -> str:
+    """``"full"`` or ``"quick"``: whether a notebook's run is the full one its claims are stated for.
+
+    Full when every size parameter of the chapter (``size:`` in book.yml) is at least its default (or its
+    ``full_from``), where 0 is above any other value for ``size: all-is-0`` (0 means all); a chapter without
+    size parameters is always full. Call it like :func:`check_parameters`, with the notebook's ``globals()``::
+
+        FULL = course.book.configuration("mnist-cnn", globals()) == "full"
+
+    A size parameter that is missing or not a valid value raises the ``ValueError`` of :func:`check_parameters`.
+    """
+    chapter, values = _checked_values(chapter_id, namespace, book, sizes_only=True)
+    return chapter.configuration(values)
+
+
+def check_parameters(chapter_id: str, namespace: Mapping[str, Any], *, book: Path | str | None = None) -> None:
+    """Check a notebook's parameters with book.yml's rules: type, range, choices, and the chapter's ``requires:``.
+
+    Call it right after the ``parameters`` cell with ``globals()``. A bad value
+    raises a ``ValueError`` saying what was wrong and what to do; nothing is
+    returned. ``book`` defaults to the course's book.yml.
+    """
+    chapter, values = _checked_values(chapter_id, namespace, book)
     for rule in chapter.requires:
         problem = rule.problem(values)
         if problem:
