@@ -15,7 +15,8 @@ model folds ``1/s`` into the previous operation (or, as torchao's
 ``AWQConfig`` does, multiplies the activation by it at run time).
 
 This follows torchao's ``AWQObserver`` (same statistic, grid and
-normalisation), applied on top of :func:`qhelpers.weight_only.fake_quantize`.
+normalisation), applied on top of :func:`qhelpers.weight_only.fake_quantize_affine`
+with the same granularity, ``quant.PerGroup(size)`` or ``quant.PerChannel(0)``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from dataclasses import dataclass
 import torch
 
 from .checks import check_int, check_tensor
-from .weight_only import check_args, check_group_size, check_weight, choose_qparams, fake_quantize
+from .quant import PerChannel, PerGroup
+from .weight_only import check_args, check_group_size, check_weight, choose_qparams_affine, fake_quantize_affine
 
 __all__ = ["AwqSearch", "awq_search", "activation_aware_weight"]
 
@@ -50,7 +52,7 @@ def awq_search(
     weight: torch.Tensor,
     inputs: torch.Tensor,
     bits: int = 4,
-    group_size: int | None = 64,
+    granularity: PerGroup | PerChannel = PerGroup(64),
     symmetric: bool = False,
     grid: int = 20,
 ) -> AwqSearch:
@@ -60,7 +62,7 @@ def awq_search(
     (e.g. from :func:`qhelpers.activations.capture_inputs`). ``alpha = 0`` is
     round-to-nearest, so the search never does worse than RTN on these inputs.
     """
-    _check_search(weight, inputs, bits, group_size, symmetric, grid)
+    _check_search(weight, inputs, bits, granularity, symmetric, grid)
     w = weight.detach().float()
     inputs = inputs.detach().float()  # e.g. FP16 activations; FP32 ones are used as they are
     x_mean = inputs.abs().mean(dim=0)
@@ -71,7 +73,7 @@ def awq_search(
         alpha = i / grid
         s = x_mean.pow(alpha).clamp(min=1e-4)
         s = s / (s.max() * s.min()).sqrt()
-        w_eff = fake_quantize(w * s, bits, group_size, symmetric) / s
+        w_eff = fake_quantize_affine(w * s, bits, granularity, symmetric) / s
         err = float(((inputs @ w_eff.T - reference) ** 2).mean())
         errors[alpha] = err
         if best is None or err < best[0]:
@@ -80,19 +82,20 @@ def awq_search(
     return AwqSearch(alpha, s, errors, w_eff)
 
 
-def activation_aware_weight(weight: torch.Tensor, inputs: torch.Tensor, bits: int = 4, group_size: int | None = 64,
-                            symmetric: bool = False, grid: int = 20) -> torch.Tensor:
+def activation_aware_weight(weight: torch.Tensor, inputs: torch.Tensor, bits: int = 4,
+                            granularity: PerGroup | PerChannel = PerGroup(64), symmetric: bool = False,
+                            grid: int = 20) -> torch.Tensor:
     """The effective weight ``Q(W * s) / s`` of the best ``alpha`` (see :func:`awq_search`)."""
-    return awq_search(weight, inputs, bits, group_size, symmetric, grid).weight
+    return awq_search(weight, inputs, bits, granularity, symmetric, grid).weight
 
 
-def _check_search(weight: object, inputs: object, bits: object, group_size: object, symmetric: object, grid: object) -> None:
+def _check_search(weight: object, inputs: object, bits: object, granularity: object, symmetric: object, grid: object) -> None:
     check_weight(weight, "weight")
     check_tensor("inputs", inputs)
     if inputs.dim() != 2 or inputs.shape[1] != weight.shape[1]:
         raise ValueError(f"inputs must be (tokens, {weight.shape[1]}), got {tuple(inputs.shape)}: the layer's inputs "
                          "flattened over batch and positions (capture_inputs gives them so)")
-    check_args(bits, group_size, symmetric)
+    check_args(bits, granularity, symmetric)
     check_int("grid", grid, 1)
-    check_group_size(weight.shape[1], group_size)
-    choose_qparams(weight.detach().float(), bits, group_size, symmetric)  # the scales of alpha = 0 (RTN) must fit FP16
+    check_group_size(weight.shape[1], granularity)
+    choose_qparams_affine(weight.detach().float(), bits, granularity, symmetric)  # the scales of alpha = 0 (RTN) must fit FP16

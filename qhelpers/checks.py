@@ -9,7 +9,7 @@ from typing import Callable, Iterable
 import torch
 from torch import Tensor, nn
 
-__all__ = ["check_int", "check_flag", "check_module", "check_float_model", "describe", "SEED_MAX", "check_tensor",
+__all__ = ["check_int", "check_flag", "check_module", "check_float_model", "SEED_MAX", "check_tensor",
            "check_number", "check_positive", "check_function", "check_dict", "check_selected", "linear_layers"]
 
 SEED_MAX = 2**32 - 1  # NumPy's limit, so that one seed works for every library the course seeds
@@ -38,7 +38,11 @@ def check_flag(name: str, value: object, meaning: str = "") -> bool:
 
 
 def describe(value: object) -> str:
-    """A short description of a bad argument for an error message."""
+    """A short description of a bad argument for an error message.
+
+    The modules' checks share it, but it is not in ``__all__``: the exported ``describe`` is
+    :func:`qhelpers.hardware.describe`, of the CPU (tests/test_architecture.py refuses one name exported twice).
+    """
     if isinstance(value, Tensor):
         return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
     if isinstance(value, nn.Module):

@@ -5,7 +5,8 @@ range, but trained weights are bell-shaped: most sit near zero, where an even
 grid has few levels. A *codebook* stores ``2**bits`` arbitrary levels and
 each weight stores the index of its nearest level. Here:
 
-1. each group of ``group_size`` weights is divided by its largest ``|w|``
+1. each group of weights (``quant.PerGroup(size)``, or a whole row for
+   ``quant.PerChannel(0)``) is divided by its largest ``|w|``
    (one FP16 scale per group, as symmetric RTN stores), so that all groups
    of a layer share the range ``[-1, 1]``;
 2. one codebook of ``2**bits`` levels per layer is fitted to those
@@ -15,6 +16,14 @@ each weight stores the index of its nearest level. Here:
    normalised weights, so the codebook ends at least as good as that grid
    on them, and the result is deterministic;
 3. a weight dequantizes to ``codebook[code] * scale``.
+
+The functions carry the names of torchao's codebook ops
+(``torchao.prototype.quantization.codebook``: ``choose_qparams_codebook``,
+``quantize_codebook``, ``dequantize_codebook``), as :mod:`qhelpers.weight_only`
+carries those of its affine ones: :func:`choose_qparams_codebook` fits the
+levels and the scales, :func:`quantize_codebook` assigns each weight its
+nearest level, :func:`dequantize_codebook` reads them back, and
+:func:`fake_quantize_codebook` does all three.
 
 The codebook adds ``2**bits`` FP16 values per *layer* (negligible); the
 scales cost what symmetric RTN's do. This is close to NF4 (QLoRA), whose
@@ -27,9 +36,11 @@ from __future__ import annotations
 import torch
 
 from .checks import check_int, check_tensor
-from .weight_only import EPS, SCALE_DTYPE, check_group_scale, check_group_size, check_scale_fits, check_weight
+from .quant import EPS, PerChannel, PerGroup, check_weight_granularity
+from .weight_only import SCALE_DTYPE, check_group_scale, check_group_size, check_scale_fits, check_weight
 
-__all__ = ["kmeans_1d", "codebook_quantize", "codebook_dequantize", "fake_quantize_codebook", "codebook_effective_bits"]
+__all__ = ["kmeans_1d", "choose_qparams_codebook", "quantize_codebook", "dequantize_codebook", "fake_quantize_codebook",
+           "effective_bits_codebook"]
 
 
 def kmeans_1d(values: torch.Tensor, k: int, iters: int = 25, init: torch.Tensor | None = None) -> torch.Tensor:
@@ -64,22 +75,40 @@ def _assign(v: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
     return torch.bucketize(v, boundaries, right=False)
 
 
-def codebook_quantize(w: torch.Tensor, bits: int = 4, group_size: int = 64, iters: int = 25
-                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(codes, codebook, scale)``: uint8 codes of ``w``'s shape, ``2**bits`` levels, one FP16 scale per group."""
-    _check_codebook_args(w, bits, group_size, iters)
+def _normalised(w: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``w`` ``(n, k)`` in groups ``(n, groups, k / groups)``, each divided by its scale (FP32)."""
     n, k = w.shape
-    groups = w.detach().float().reshape(n, k // group_size, group_size)
+    return w.detach().float().reshape(n, scale.shape[1], k // scale.shape[1]) / scale.float().unsqueeze(-1)
+
+
+def choose_qparams_codebook(w: torch.Tensor, bits: int = 4, granularity: PerGroup | PerChannel = PerGroup(64),
+                            iters: int = 25) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(codebook, scale)``: the layer's ``2**bits`` sorted levels (FP16 values, as FP32) and one FP16 scale per group.
+
+    Each group's scale is its largest ``|w|``; the levels are fitted by
+    :func:`kmeans_1d` to the weights divided by their scale, started from
+    symmetric round-to-nearest's even grid.
+    """
+    _check_codebook_args(w, bits, granularity, iters)
+    n, k = w.shape
+    g = check_group_size(k, granularity)
+    groups = w.detach().float().reshape(n, k // g, g)
     scale = check_scale_fits(torch.clamp(groups.abs().amax(dim=-1), min=EPS), SCALE_DTYPE).to(SCALE_DTYPE)
-    normalised = groups / scale.float().unsqueeze(-1)
     half = 1 << (bits - 1)
     even_grid = torch.arange(-half, half, dtype=torch.float32) / (half - 0.5)  # symmetric RTN's levels
-    codebook = kmeans_1d(normalised, 1 << bits, iters, init=even_grid).to(SCALE_DTYPE).float()
-    codes = _assign(normalised.flatten(), codebook).reshape(n, k).to(torch.uint8)
-    return codes, codebook, scale
+    codebook = kmeans_1d(_normalised(w, scale), 1 << bits, iters, init=even_grid).to(SCALE_DTYPE).float()
+    return codebook, scale
 
 
-def codebook_dequantize(codes: torch.Tensor, codebook: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+def quantize_codebook(w: torch.Tensor, codebook: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """The uint8 codes of ``w`` (its shape): the index of each weight's nearest level, after dividing by its group's scale."""
+    check_weight(w)
+    _check_codebook(codebook)
+    check_group_scale(w, "w", scale)
+    return _assign(_normalised(w, scale).flatten(), codebook.float()).reshape(w.shape).to(torch.uint8)
+
+
+def dequantize_codebook(codes: torch.Tensor, codebook: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """``codebook[codes] * scale`` per group, in FP32."""
     _check_dequantize_args(codes, codebook, scale)
     n, k = codes.shape
@@ -87,15 +116,20 @@ def codebook_dequantize(codes: torch.Tensor, codebook: torch.Tensor, scale: torc
     return (values * scale.float().unsqueeze(-1)).reshape(n, k)
 
 
-def fake_quantize_codebook(w: torch.Tensor, bits: int = 4, group_size: int = 64, iters: int = 25) -> torch.Tensor:
+def fake_quantize_codebook(w: torch.Tensor, bits: int = 4, granularity: PerGroup | PerChannel = PerGroup(64),
+                           iters: int = 25) -> torch.Tensor:
     """``w`` through its k-means codebook and back: the values a codebook-quantized layer computes with."""
-    return codebook_dequantize(*codebook_quantize(w, bits, group_size, iters))
+    codebook, scale = choose_qparams_codebook(w, bits, granularity, iters)
+    return dequantize_codebook(quantize_codebook(w, codebook, scale), codebook, scale)
 
 
-def codebook_effective_bits(bits: int, group_size: int, numel: int) -> float:
-    """Bits per weight: the code, an FP16 scale per group, and the layer's ``2**bits`` FP16 levels shared by ``numel`` weights."""
+def effective_bits_codebook(bits: int, granularity: PerGroup, numel: int) -> float:
+    """Bits per weight: the code, an FP16 scale per group, and the layer's ``2**bits`` FP16 levels shared by ``numel`` weights.
+
+    One scale per row is the group of a whole row: ``quant.PerGroup(in_features)``.
+    """
     check_int("bits", bits, 1, 8)
-    check_int("group_size", group_size, 1)
+    group_size = check_weight_granularity(granularity, per_row=False).group_size
     check_int("numel", numel, 1, hint=" (the number of weights in the layer)")
     return bits + 16 / group_size + 16 * (1 << bits) / numel
 
@@ -114,15 +148,22 @@ def _check_kmeans(values: object, k: object, iters: object, init: object) -> Non
             raise ValueError(f"init must hold k={k} levels, got shape {tuple(init.shape)}")
 
 
-def _check_codebook_args(w: object, bits: object, group_size: object, iters: object) -> None:
+def _check_codebook_args(w: object, bits: object, granularity: object, iters: object) -> None:
     check_weight(w)
     check_int("bits", bits, 1, 8)
-    check_int("group_size", group_size, 1)
+    check_weight_granularity(granularity)
     check_int("iters", iters, 0)
-    check_group_size(w.shape[1], group_size)
+    check_group_size(w.shape[1], granularity)
     if w.numel() < 1 << bits:
         raise ValueError(f"w has {w.numel()} weights, fewer than the 2**bits = {1 << bits} levels of the codebook: "
                          "use fewer bits or a larger layer")
+
+
+def _check_codebook(codebook: object) -> None:
+    check_tensor("codebook", codebook, dims=(1,))
+    if bool((codebook[1:] < codebook[:-1]).any()):
+        raise ValueError("codebook must hold its levels sorted in ascending order (as choose_qparams_codebook returns "
+                         "them): nearest-level assignment relies on it; sort it with torch.sort(codebook).values")
 
 
 def _check_dequantize_args(codes: object, codebook: object, scale: object) -> None:

@@ -17,7 +17,7 @@ code ``2k + 1`` in the high nibble)::
 - :func:`pack` / :func:`unpack`: the round trip, exact for every code;
 - :func:`packed_bytes`: bytes taken by ``n`` codes;
 - :func:`effective_bits`: bits per weight once the scales and zero-points of
-  group-wise quantization are counted.
+  group-wise quantization (``quant.PerGroup(size)``) are counted.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import math
 import torch
 
 from .checks import check_int
+from .quant import PerGroup, check_weight_granularity
 
 __all__ = ["pack", "unpack", "packed_bytes", "effective_bits"]
 
@@ -115,15 +116,15 @@ def packed_bytes(count: int, bits: int) -> int:
     return (count * bits + 7) // 8
 
 
-def effective_bits(bits: int, group_size: int, *, scale_bits: int = 16, zero_point_bits: int = 0) -> float:
-    """Bits stored per weight: the code, plus one scale (and zero-point) shared by every ``group_size`` weights.
+def effective_bits(bits: int, granularity: PerGroup, *, scale_bits: int = 16, zero_point_bits: int = 0) -> float:
+    """Bits stored per weight: the code, plus one scale (and zero-point) shared by each group of ``granularity``.
 
     E.g. 4-bit codes with an FP16 scale and an 8-bit zero-point per group of
-    64: ``4 + (16 + 8) / 64 = 4.375``. Per-channel quantization is the group
-    size of a whole row (``in_features``).
+    64 (``quant.PerGroup(64)``): ``4 + (16 + 8) / 64 = 4.375``. One scale per
+    row is the group of a whole row: ``quant.PerGroup(in_features)``.
     """
     bits = _check_bits(bits)
-    check_int("group_size", group_size, 1)
+    group_size = check_weight_granularity(granularity, per_row=False).group_size
     check_int("scale_bits", scale_bits, 0)
     check_int("zero_point_bits", zero_point_bits, 0)
     return bits + (scale_bits + zero_point_bits) / group_size

@@ -16,6 +16,15 @@ float, with a straight-through gradient), :func:`ste_curve` (PyTorch's own
 fake-quantize function and its gradient, point by point) and the error
 metrics :func:`mse`, :func:`sqnr_db` and :func:`max_abs_error`.
 
+The verbs without a suffix follow ``torch.ao.quantization``'s conventions
+(FP32 scales, ``x / scale``, an unsigned symmetric grid centred on 128, and
+:func:`quant_range` ``(bits, signed)`` naming the integer dtype's range).
+:mod:`qhelpers.weight_only` follows torchao's ``quant_primitives`` instead
+and carries its names (``choose_qparams_affine``, ``quantize_affine``, ...),
+:mod:`qhelpers.codebook` torchao's codebook ops (``..._codebook``). The
+granularities :class:`PerTensor`, :class:`PerChannel` and :class:`PerGroup`
+are the one way every module takes a group size.
+
 What "bit for bit" covers, and where it stops:
 
 - float32 input: codes, dequantized values, fake-quantized values, gradients and
@@ -54,6 +63,7 @@ import torch
 from .checks import check_int
 
 __all__ = [
+    "EPS",
     "MappingType",
     "PerTensor",
     "PerChannel",
@@ -71,7 +81,9 @@ __all__ = [
 ]
 
 MIN_BITS, MAX_BITS = 2, 16
-# The smallest scale allowed, as in torch.ao.quantization's observers.
+# The package's one epsilon: float32's machine epsilon (1.19e-07). It is the smallest scale, as in torch.ao.quantization's
+# observers (and what weight_only passes to torchao's choose_qparams_affine as eps=), and the floor that keeps
+# SmoothQuant's factors and static activation scales (qhelpers.smoothing) away from 0, as torchao's observer does.
 EPS = torch.finfo(torch.float32).eps
 # Every grid lies inside the codes of the supported bit-widths: [-2**15, 2**16 - 1].
 CODE_MIN, CODE_MAX = -(2 ** (MAX_BITS - 1)), 2**MAX_BITS - 1
@@ -134,6 +146,42 @@ def _check_granularity(granularity: object) -> None:
         raise TypeError(
             f"granularity must be PerTensor(), PerChannel(axis) or PerGroup(size), got {_kind(granularity)}{hint}"
         )
+
+
+def check_weight_granularity(granularity: object, *, per_row: bool = True) -> PerGroup | PerChannel:
+    """``granularity`` if it is a weight-only layout: ``PerGroup(size)`` (torchao's ``block_size=(1, size)``) or, if
+    ``per_row``, ``PerChannel(0)``, one scale per output row (``block_size=(1, in_features)``; per token for
+    activations laid out ``(tokens, channels)``). A bare int or None (the old ``group_size=``) is refused with the
+    object to pass instead."""
+    rows = " (or quant.PerChannel(0) for one scale per row)" if per_row else ""
+    if isinstance(granularity, numbers.Integral) and not isinstance(granularity, bool):
+        if granularity < 1:
+            raise TypeError(f"granularity={granularity!r} is a bare int: pass a group of at least 1 weight as "
+                            f"quant.PerGroup(size), e.g. quant.PerGroup(64){rows}")
+        raise TypeError(f"granularity={granularity!r} is a bare int: pass quant.PerGroup({granularity}), not {granularity}{rows}")
+    if granularity is None:
+        if per_row:
+            raise TypeError("granularity=None: pass quant.PerChannel(0) for one scale per row, or quant.PerGroup(size)")
+        raise TypeError("granularity=None: pass quant.PerGroup(size); for one scale per row, quant.PerGroup(in_features)")
+    if not isinstance(granularity, (PerTensor, PerChannel, PerGroup)):
+        if type(granularity).__module__.startswith("torchao"):
+            raise TypeError(f"granularity={granularity} is torchao's {type(granularity).__name__}: pass qhelpers' own, "
+                            "e.g. quant.PerGroup(64)")
+        hint = f" (a class: call it, {granularity.__name__}(...))" if isinstance(granularity, type) else ""
+        raise TypeError(f"granularity must be quant.PerGroup(size){rows.replace(' (or', ' or').rstrip(')')}, got "
+                        f"{_kind(granularity)}{hint}")
+    if isinstance(granularity, PerGroup) or per_row and isinstance(granularity, PerChannel) and granularity.axis in (0, -2):
+        return granularity
+    if per_row:
+        raise ValueError(f"granularity={granularity}: weight-only scales belong to rows of the (out_features, in_features) "
+                         "weight: pass quant.PerChannel(0) for one scale per row, or quant.PerGroup(size) for groups of a row")
+    raise ValueError(f"granularity={granularity}: the bits per weight need the number of weights per scale: pass "
+                     "quant.PerGroup(size) (for one scale per row, quant.PerGroup(in_features))")
+
+
+def group_size_of(granularity: PerGroup | PerChannel, in_features: int) -> int:
+    """Weights per scale in a row of ``in_features`` weights: ``PerGroup(size)``'s size, or the whole row."""
+    return granularity.group_size if isinstance(granularity, PerGroup) else in_features
 
 
 def check_mapping(mapping: object) -> None:

@@ -31,14 +31,14 @@ from torch import nn
 
 from .checks import (check_dict, check_int, check_module, check_number, check_positive, check_tensor, describe,
                      linear_layers)
+from .quant import EPS, PerChannel
 from .transformer import GPT
-from .weight_only import check_features, check_weight, fake_quantize
+from .weight_only import check_features, check_weight, fake_quantize_affine
 
 __all__ = ["smoothing_factors", "migrate", "fold_smoothing", "inject_outliers", "FakeW8A8Linear", "w8a8", "SMOOTHABLE"]
 
 # Layers whose input is a LayerNorm's output, so that SmoothQuant's 1/s folds into that LayerNorm.
 SMOOTHABLE = {"attn.c_attn": "ln_1", "mlp.c_fc": "ln_2"}
-_EPS = torch.finfo(torch.float32).eps
 
 
 def smoothing_factors(act_absmax: torch.Tensor, weight: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -47,7 +47,7 @@ def smoothing_factors(act_absmax: torch.Tensor, weight: torch.Tensor, alpha: flo
     check_weight(weight, "weight")
     _check_absmax("act_absmax", act_absmax, weight.shape[1], "the weight")
     w_absmax = weight.detach().abs().amax(dim=0)
-    return (act_absmax + _EPS) ** alpha / (w_absmax + _EPS) ** (1 - alpha)
+    return (act_absmax + EPS) ** alpha / (w_absmax + EPS) ** (1 - alpha)
 
 
 @torch.no_grad()
@@ -142,15 +142,15 @@ class FakeW8A8Linear(nn.Module):
             _check_absmax("act_absmax", act_absmax, linear.in_features, "the layer", scalar_ok=True)
         self.act, self.in_features = act, linear.in_features
         w = linear.weight.detach()
-        self.register_buffer("weight", fake_quantize(w, 8, None, symmetric=True, scale_dtype=torch.float32))
+        self.register_buffer("weight", fake_quantize_affine(w, 8, PerChannel(0), symmetric=True, scale_dtype=torch.float32))
         self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
-        self.register_buffer("act_scale", None if act_absmax is None else torch.clamp(act_absmax.max() / 127.5, min=_EPS))
+        self.register_buffer("act_scale", None if act_absmax is None else torch.clamp(act_absmax.max() / 127.5, min=EPS))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_features(x, self.in_features)
         if self.act == "per-token":
             x2 = x.reshape(-1, x.shape[-1])
-            xq = fake_quantize(x2, 8, None, symmetric=True, scale_dtype=torch.float32).reshape(x.shape)
+            xq = fake_quantize_affine(x2, 8, PerChannel(0), symmetric=True, scale_dtype=torch.float32).reshape(x.shape)  # per token
         else:
             xq = torch.clamp(torch.round(x * (1.0 / self.act_scale)), -128, 127) * self.act_scale
         return F.linear(xq, self.weight, self.bias)

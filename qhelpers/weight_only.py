@@ -2,15 +2,17 @@
 
 This is how language models are usually quantized for inference: the
 *weights* become ``bits``-bit integers with one scale (and zero-point) per
-group of ``group_size`` consecutive input weights of a row, while the
+group of consecutive input weights of a row (``quant.PerGroup(size)``; one
+scale per row is ``quant.PerChannel(0)``), while the
 *activations* stay in floating point ("W4A16", "W8A16": 16-bit activations on
 a GPU, FP32 here). Each forward pass unpacks and dequantizes the weight and
 runs an ordinary float matrix multiply.
 
-The quantizer follows torchao's conventions exactly, so that it can be
-checked bit for bit against ``torchao.quantization.quant_primitives``
-(``choose_qparams_affine``, ``quantize_affine``, ``dequantize_affine``) with
-``block_size=(1, group_size)``:
+The quantizer follows torchao's conventions exactly, and carries its names,
+so that it can be checked bit for bit against
+``torchao.quantization.quant_primitives`` (``choose_qparams_affine``,
+``quantize_affine``, ``dequantize_affine``) with ``block_size=(1, size)`` for
+``PerGroup(size)`` and ``(1, in_features)`` for ``PerChannel(0)``:
 
 - **symmetric**: signed codes ``[-2**(b-1), 2**(b-1) - 1]``, no zero-point,
   ``scale = max|w| / ((quant_max - quant_min) / 2)`` (``max|w| / 7.5`` at 4 bits);
@@ -18,16 +20,20 @@ checked bit for bit against ``torchao.quantization.quant_primitives``
   include 0, ``scale = (max - min) / (2**b - 1)``,
   ``zero_point = quant_min - round(min / scale)``;
 - scales are stored in FP16 (as GPTQ/AWQ checkpoints do), zero-points in
-  ``uint8``; codes are ``q = clamp(round(w * (1 / scale)) + zero_point)``.
+  ``uint8``; codes are ``q = clamp(round(w * (1 / scale)) + zero_point)``;
+  the smallest scale is :data:`qhelpers.quant.EPS`, torchao's ``eps``.
 
 :mod:`qhelpers.quant` holds the general affine math of chapters 1-5, which
 follows ``torch.ao.quantization``'s observers instead (FP32 scales, ``x /
-scale``, an unsigned symmetric grid centred on 128): the two conventions give
-different codes for the same weights, and each module is checked bit for bit
-against the library it mirrors.
+scale``, an unsigned symmetric grid centred on 128) under the names without
+a suffix (``quant.choose_qparams``, ``quant.quant_range(bits, signed)``): the
+two conventions give different codes for the same weights, each module is
+checked bit for bit against the library it mirrors, and the ``_affine``
+suffix says which one a function follows.
 
-Public API: :func:`quant_range`, :func:`choose_qparams`, :func:`quantize`,
-:func:`dequantize`, :func:`fake_quantize` (round-to-nearest, "RTN"),
+Public API: :func:`quant_range_affine`, :func:`choose_qparams_affine`,
+:func:`quantize_affine`, :func:`dequantize_affine`,
+:func:`fake_quantize_affine` (round-to-nearest, "RTN"),
 :class:`WeightOnlyLinear`, :class:`WeightOnlyEmbedding`, and the walker
 :func:`quantize_weight_only` / :func:`replace_weights`.
 """
@@ -45,16 +51,16 @@ from torch import nn
 from . import packing
 from .checks import (check_flag, check_float_model, check_function, check_int, check_module, check_selected,
                      check_tensor, describe)
+from .quant import EPS, PerChannel, PerGroup, check_weight_granularity, group_size_of
 
 
 __all__ = [
-    "EPS",
     "SCALE_DTYPE",
-    "quant_range",
-    "choose_qparams",
-    "quantize",
-    "dequantize",
-    "fake_quantize",
+    "quant_range_affine",
+    "choose_qparams_affine",
+    "quantize_affine",
+    "dequantize_affine",
+    "fake_quantize_affine",
     "WeightOnlyLinear",
     "WeightOnlyEmbedding",
     "quantize_weight_only",
@@ -63,41 +69,48 @@ __all__ = [
     "weight_as_computed",
 ]
 
-EPS = torch.finfo(torch.float32).eps  # the smallest scale (torchao's Int8Tensor uses the same)
 SCALE_DTYPE = torch.float16
 
 
-def quant_range(bits: int, symmetric: bool) -> tuple[int, int]:
-    """The integer codes: ``[-2**(bits-1), 2**(bits-1) - 1]`` if symmetric (signed), else ``[0, 2**bits - 1]``."""
-    check_args(bits, None, symmetric)
+def quant_range_affine(bits: int, symmetric: bool) -> tuple[int, int]:
+    """torchao's codes for a mapping: ``[-2**(bits-1), 2**(bits-1) - 1]`` if symmetric (signed), else ``[0, 2**bits - 1]``.
+
+    The argument is the *mapping*, as in torchao, where symmetric codes are
+    signed and asymmetric ones unsigned; :func:`qhelpers.quant.quant_range`
+    takes the integer dtype's signedness instead (``signed=``), because
+    ``torch.ao`` also maps symmetric ranges onto unsigned codes.
+    """
+    _check_bits_mapping(bits, symmetric)
     return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if symmetric else (0, (1 << bits) - 1)
 
 
-def _groups(w: torch.Tensor, group_size: int | None) -> tuple[torch.Tensor, int]:
+def _groups(w: torch.Tensor, group_size: int) -> torch.Tensor:
+    """``w`` ``(n, k)`` viewed as ``(n, k // group_size, group_size)`` (``group_size`` divides ``k``)."""
     n, k = w.shape
-    g = check_group_size(k, group_size)
-    return w.reshape(n, k // g, g), g
+    return w.reshape(n, k // group_size, group_size)
 
 
-def choose_qparams(
-    w: torch.Tensor, bits: int = 4, group_size: int | None = 64, symmetric: bool = False,
+def choose_qparams_affine(
+    w: torch.Tensor, bits: int = 4, granularity: PerGroup | PerChannel = PerGroup(64), symmetric: bool = False,
     scale_dtype: torch.dtype = SCALE_DTYPE,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """One scale (FP16 by default) and, if asymmetric, one zero-point (uint8) per group: each ``(out, in / group_size)``.
+    """One scale (FP16 by default) and, if asymmetric, one zero-point (uint8) per group: each ``(out, groups)``.
 
-    ``group_size=None`` means one group per row (per-channel; for activations
-    laid out as ``(tokens, channels)``, per-token). A scale that overflows
-    ``scale_dtype`` (FP16 above 65504: weights of about 1e5 and more) is
-    refused; pass ``scale_dtype=torch.float32`` for such weights. As in
-    torchao, :func:`quantize` takes ``1 / scale`` in the scale's dtype: in FP16
-    it overflows for a group whose largest ``|w|`` is below about 1e-4 (but not
-    0), whose codes then go to the grid's ends; FP32 scales avoid that too.
+    ``granularity`` is ``quant.PerGroup(size)`` (``in / size`` groups per row)
+    or ``quant.PerChannel(0)``: one group per row (per output channel; for
+    activations laid out as ``(tokens, channels)``, per token). A scale that
+    overflows ``scale_dtype`` (FP16 above 65504: weights of about 1e5 and
+    more) is refused; pass ``scale_dtype=torch.float32`` for such weights. As
+    in torchao, :func:`quantize_affine` takes ``1 / scale`` in the scale's
+    dtype: in FP16 it overflows for a group whose largest ``|w|`` is below
+    about 1e-4 (but not 0), whose codes then go to the grid's ends; FP32
+    scales avoid that too.
     """
-    check_args(bits, group_size, symmetric)
+    check_args(bits, granularity, symmetric)
     check_weight(w)
     _check_scale_dtype(scale_dtype)
-    groups, _ = _groups(w, group_size)
-    qmin, qmax = quant_range(bits, symmetric)
+    groups = _groups(w, check_group_size(w.shape[1], granularity))
+    qmin, qmax = quant_range_affine(bits, symmetric)
     min_neg = torch.clamp(groups.amin(dim=-1).float(), max=0.0)
     max_pos = torch.clamp(groups.amax(dim=-1).float(), min=0.0)
     if symmetric:
@@ -108,25 +121,28 @@ def choose_qparams(
     return check_scale_fits(scale, scale_dtype).to(scale_dtype), zero_point.to(torch.uint8)
 
 
-def quantize(
+def quantize_affine(
     w: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor | None, bits: int, symmetric: bool
 ) -> torch.Tensor:
-    """The integer codes of ``w`` (int16, shape of ``w``): ``clamp(round(w * (1 / scale)) + zero_point)`` per group."""
-    check_args(bits, None, symmetric)
+    """The integer codes of ``w`` (int16, shape of ``w``): ``clamp(round(w * (1 / scale)) + zero_point)`` per group.
+
+    The groups are read from ``scale`` (``(out, groups)``, from :func:`choose_qparams_affine`).
+    """
+    _check_bits_mapping(bits, symmetric)
     _check_qparams(check_weight(w), "w", scale, zero_point, bits, symmetric)
     return _quantize(w, scale, zero_point, bits, symmetric)
 
 
 def _quantize(w: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor | None, bits: int, symmetric: bool) -> torch.Tensor:
-    groups, _ = _groups(w, w.shape[1] // scale.shape[-1])
-    qmin, qmax = quant_range(bits, symmetric)
+    groups = _groups(w, w.shape[1] // scale.shape[-1])
+    qmin, qmax = quant_range_affine(bits, symmetric)
     q = torch.round(groups * (1.0 / scale).unsqueeze(-1))
     if zero_point is not None:
         q = q + zero_point.unsqueeze(-1)
     return torch.clamp(q, qmin, qmax).reshape(w.shape).to(torch.int16)
 
 
-def dequantize(codes: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor | None) -> torch.Tensor:
+def dequantize_affine(codes: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor | None) -> torch.Tensor:
     """``(codes - zero_point) * scale`` per group, in FP32."""
     check_tensor("codes", codes, kind="int", dims=(2,), shape_text="2-D (out_features, in_features)")
     _check_qparams(codes, "codes", scale, zero_point)
@@ -141,29 +157,28 @@ def _dequantize(codes: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tens
     return (q * scale.unsqueeze(-1)).reshape(n, k)
 
 
-def fake_quantize(w: torch.Tensor, bits: int = 4, group_size: int | None = 64, symmetric: bool = False,
-                  scale_dtype: torch.dtype = SCALE_DTYPE) -> torch.Tensor:
+def fake_quantize_affine(w: torch.Tensor, bits: int = 4, granularity: PerGroup | PerChannel = PerGroup(64),
+                         symmetric: bool = False, scale_dtype: torch.dtype = SCALE_DTYPE) -> torch.Tensor:
     """Round-to-nearest (RTN): ``w`` quantized and dequantized again, the values a weight-only layer computes with."""
-    scale, zero_point = choose_qparams(w, bits, group_size, symmetric, scale_dtype)  # checks every argument
+    scale, zero_point = choose_qparams_affine(w, bits, granularity, symmetric, scale_dtype)  # checks every argument
     return _dequantize(_quantize(w, scale, zero_point, bits, symmetric), scale, zero_point)
 
 
 class _PackedWeight(nn.Module):
     """Storage shared by the weight-only layers: packed codes, FP16 scales, uint8 zero-points (buffers)."""
 
-    def _store(self, w: torch.Tensor, bits: int, group_size: int | None, symmetric: bool) -> None:
-        self.bits, self.symmetric = bits, symmetric
-        self.group_size = w.shape[1] if group_size is None else group_size
-        scale, zero_point = choose_qparams(w.detach().float(), bits, group_size, symmetric)
+    def _store(self, w: torch.Tensor, bits: int, granularity: PerGroup | PerChannel, symmetric: bool) -> None:
+        self.bits, self.granularity, self.symmetric = bits, granularity, symmetric
+        scale, zero_point = choose_qparams_affine(w.detach().float(), bits, granularity, symmetric)
         codes = _quantize(w.detach().float(), scale, zero_point, bits, symmetric)
-        qmin, _ = quant_range(bits, symmetric)
+        qmin, _ = quant_range_affine(bits, symmetric)
         self.register_buffer("packed", packing.pack((codes - qmin).to(torch.uint8), bits))
         self.register_buffer("scale", scale)
         self.register_buffer("zero_point", zero_point)
 
     def codes(self) -> torch.Tensor:
         """The integer codes (int16), unpacked."""
-        qmin, _ = quant_range(self.bits, self.symmetric)
+        qmin, _ = quant_range_affine(self.bits, self.symmetric)
         return packing.unpack(self.packed, self.bits).to(torch.int16) + qmin
 
     def dequantized_weight(self) -> torch.Tensor:
@@ -172,37 +187,40 @@ class _PackedWeight(nn.Module):
 
     def effective_bits(self) -> float:
         """Bits stored per weight, scales and zero-points included."""
-        return packing.effective_bits(self.bits, self.group_size, scale_bits=16, zero_point_bits=0 if self.symmetric else 8)
+        per_scale = self.packed.shape[1] * 8 // self.bits // self.scale.shape[1]  # a row's weights / its scales
+        return packing.effective_bits(self.bits, PerGroup(per_scale), scale_bits=16, zero_point_bits=0 if self.symmetric else 8)
 
 
 class WeightOnlyLinear(_PackedWeight):
     """``nn.Linear`` with a ``bits``-bit packed, group-wise quantized weight; activations stay in float.
 
-    ``WeightOnlyLinear.from_linear(linear, bits=4, group_size=64)`` is W4A16;
-    ``bits=8`` is W8A16. Each call unpacks and dequantizes the weight, then
+    ``WeightOnlyLinear.from_linear(linear, bits=4, granularity=quant.PerGroup(64))``
+    is W4A16; ``bits=8, granularity=quant.PerChannel(0)`` is W8A16 with one
+    scale per output row. Each call unpacks and dequantizes the weight, then
     runs ``F.linear`` in FP32: the memory saved is real, the arithmetic is not
     changed.
     """
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, bits: int = 4, group_size: int | None = 64,
-                 symmetric: bool = False) -> None:
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, bits: int = 4,
+                 granularity: PerGroup | PerChannel = PerGroup(64), symmetric: bool = False) -> None:
         super().__init__()
-        check_args(bits, group_size, symmetric)
-        check_packable(check_weight(weight, "weight"), bits, group_size)
+        check_args(bits, granularity, symmetric)
+        check_packable(check_weight(weight, "weight"), bits, granularity)
         if bias is not None:
             if not isinstance(bias, torch.Tensor):
                 raise TypeError(f"bias must be a torch.Tensor or None, not {describe(bias)}")
             if tuple(bias.shape) != (weight.shape[0],):
                 raise ValueError(f"bias has shape {tuple(bias.shape)} but the weight has {weight.shape[0]} output features")
         self.out_features, self.in_features = weight.shape
-        self._store(weight, bits, group_size, symmetric)
+        self._store(weight, bits, granularity, symmetric)
         self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, bits: int = 4, group_size: int | None = 64, symmetric: bool = False) -> WeightOnlyLinear:
+    def from_linear(cls, linear: nn.Linear, bits: int = 4, granularity: PerGroup | PerChannel = PerGroup(64),
+                    symmetric: bool = False) -> WeightOnlyLinear:
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"from_linear needs an nn.Linear, not {type(linear).__name__}")
-        return cls(linear.weight, linear.bias, bits, group_size, symmetric)
+        return cls(linear.weight, linear.bias, bits, granularity, symmetric)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_features(x, self.in_features)
@@ -210,20 +228,21 @@ class WeightOnlyLinear(_PackedWeight):
 
     def extra_repr(self) -> str:
         kind = "symmetric" if self.symmetric else "asymmetric"
-        return f"in_features={self.in_features}, out_features={self.out_features}, W{self.bits}A16, group_size={self.group_size}, {kind}"
+        return f"in_features={self.in_features}, out_features={self.out_features}, W{self.bits}A16, {self.granularity}, {kind}"
 
 
 class WeightOnlyEmbedding(_PackedWeight):
     """``nn.Embedding`` with a packed, group-wise quantized table (groups along the embedding dimension)."""
 
-    def __init__(self, embedding: nn.Embedding, bits: int = 4, group_size: int | None = 64, symmetric: bool = False) -> None:
+    def __init__(self, embedding: nn.Embedding, bits: int = 4, granularity: PerGroup | PerChannel = PerGroup(64),
+                 symmetric: bool = False) -> None:
         super().__init__()
         if not isinstance(embedding, nn.Embedding):
             raise TypeError(f"WeightOnlyEmbedding needs an nn.Embedding, not {type(embedding).__name__}")
-        check_args(bits, group_size, symmetric)
-        check_packable(check_weight(embedding.weight, "embedding.weight"), bits, group_size)
+        check_args(bits, granularity, symmetric)
+        check_packable(check_weight(embedding.weight, "embedding.weight"), bits, granularity)
         self.num_embeddings, self.embedding_dim = embedding.weight.shape
-        self._store(embedding.weight, bits, group_size, symmetric)
+        self._store(embedding.weight, bits, granularity, symmetric)
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         check_tensor("idx", idx, kind="int")
@@ -235,7 +254,7 @@ class WeightOnlyEmbedding(_PackedWeight):
         return F.embedding(idx, self.dequantized_weight())
 
     def extra_repr(self) -> str:
-        return f"{self.num_embeddings}, {self.embedding_dim}, {self.bits}-bit, group_size={self.group_size}"
+        return f"{self.num_embeddings}, {self.embedding_dim}, {self.bits}-bit, {self.granularity}"
 
 
 def in_blocks(name: str, module: nn.Module) -> bool:
@@ -253,7 +272,7 @@ def _parent(model: nn.Module, name: str) -> tuple[nn.Module, str]:
 def quantize_weight_only(
     model: nn.Module,
     bits: int = 4,
-    group_size: int | None = 64,
+    granularity: PerGroup | PerChannel = PerGroup(64),
     symmetric: bool = False,
     *,
     include: Callable[[str, nn.Module], bool] = in_blocks,
@@ -266,20 +285,20 @@ def quantize_weight_only(
     to quantize everything. The original model is not changed.
     """
     check_module(model)
-    check_args(bits, group_size, symmetric)
+    check_args(bits, granularity, symmetric)
     check_function("include", include, "(name, module) -> bool")
     _check_not_quantized(model)
     chosen = [n for n, m in model.named_modules() if n and include(n, m)]
     check_selected(chosen, model, include)
     for name in chosen:
-        _check_swappable(name, model.get_submodule(name), bits, group_size)
+        _check_swappable(name, model.get_submodule(name), bits, granularity)
     out = copy.deepcopy(model)
     for name in chosen:
         module = out.get_submodule(name)
         if isinstance(module, nn.Linear):
-            new: nn.Module = WeightOnlyLinear.from_linear(module, bits, group_size, symmetric)
+            new: nn.Module = WeightOnlyLinear.from_linear(module, bits, granularity, symmetric)
         else:
-            new = WeightOnlyEmbedding(module, bits, group_size, symmetric)
+            new = WeightOnlyEmbedding(module, bits, granularity, symmetric)
         parent, child = _parent(out, name)
         setattr(parent, child, new)
     return out.eval()
@@ -295,7 +314,7 @@ def replace_weights(
 
     This *simulates* a quantization method: the new weights are the
     dequantized values a quantized layer would compute with (e.g.
-    :func:`fake_quantize`), kept in FP32 so that every method is evaluated the
+    :func:`fake_quantize_affine`), kept in FP32 so that every method is evaluated the
     same way and at full speed.
     """
     check_module(model)
@@ -344,11 +363,15 @@ def weight_as_computed(layer: nn.Module) -> torch.Tensor:
 
 # --- argument checks (public for codebook, activation_aware and smoothing; not in __all__) ----------------------
 
-def check_args(bits: object, group_size: object, symmetric: object) -> None:
-    """``bits`` from 2 to 8, ``group_size`` a positive int or None, ``symmetric`` True or False."""
+def check_args(bits: object, granularity: object, symmetric: object) -> None:
+    """``bits`` from 2 to 8, ``granularity`` ``quant.PerGroup(size)`` or ``quant.PerChannel(0)``, ``symmetric`` True or False."""
     check_int("bits", bits, 2, 8)
-    if group_size is not None:
-        check_int("group_size", group_size, 1, hint=", or None for one group per row")
+    check_weight_granularity(granularity)
+    check_flag("symmetric", symmetric)
+
+
+def _check_bits_mapping(bits: object, symmetric: object) -> None:
+    check_int("bits", bits, 2, 8)
     check_flag("symmetric", symmetric)
 
 
@@ -357,19 +380,19 @@ def check_weight(w: object, what: str = "w") -> torch.Tensor:
     return check_tensor(what, w, dims=(2,), shape_text="2-D (out_features, in_features)")
 
 
-def check_group_size(in_features: int, group_size: int | None, where: str = "") -> int:
-    """The group size (``in_features`` for None), if it divides ``in_features``."""
-    g = in_features if group_size is None else group_size
+def check_group_size(in_features: int, granularity: PerGroup | PerChannel, where: str = "") -> int:
+    """The weights per scale of a checked ``granularity`` (``in_features`` for ``PerChannel(0)``), if it divides ``in_features``."""
+    g = group_size_of(granularity, in_features)
     if in_features % g:
-        raise ValueError(f"{where}in_features={in_features} is not a multiple of group_size={g}: pick a group size "
-                         f"that divides {in_features}, or None for one group per row")
+        raise ValueError(f"{where}in_features={in_features} is not a multiple of the group size in PerGroup({g}): pick a "
+                         f"group size that divides {in_features}, or quant.PerChannel(0) for one scale per row")
     return g
 
 
-def check_packable(w: torch.Tensor, bits: int, group_size: int | None, where: str = "") -> None:
+def check_packable(w: torch.Tensor, bits: int, granularity: PerGroup | PerChannel, where: str = "") -> None:
     """``w``'s rows split into groups and pack into whole bytes at ``bits`` bits."""
     in_features = w.shape[1]
-    check_group_size(in_features, group_size, where)
+    check_group_size(in_features, granularity, where)
     chunk = 8 // math.gcd(bits, 8)
     if in_features % chunk:
         raise ValueError(f"{where}in_features={in_features}: {bits}-bit packing needs a multiple of {chunk} weights per row")
@@ -416,26 +439,26 @@ def check_group_scale(data: torch.Tensor, what: str, scale: object) -> torch.Ten
         raise ValueError(f"scale's {scale.shape[1]} groups do not divide in_features={k}: pass the scale "
                          f"computed for this {what}")
     if not bool((scale > 0).all()):
-        raise ValueError("scale must hold positive, finite numbers (from choose_qparams)")
+        raise ValueError("scale must hold positive, finite numbers (from choose_qparams_affine or choose_qparams_codebook)")
     return scale
 
 
 def _check_qparams(data: torch.Tensor, what: str, scale: object, zero_point: object, bits: int | None = None,
                    symmetric: bool | None = None) -> None:
     if isinstance(scale, torch.Tensor) and scale.is_floating_point() and not bool(torch.isfinite(scale).all()):
-        raise ValueError("scale must hold positive, finite numbers (from choose_qparams)")
+        raise ValueError("scale must hold positive, finite numbers (from choose_qparams_affine or choose_qparams_codebook)")
     check_group_scale(data, what, scale)
     if symmetric is True and zero_point is not None:
-        raise ValueError("symmetric quantization has no zero-point: pass zero_point=None (as choose_qparams returns it)")
+        raise ValueError("symmetric quantization has no zero-point: pass zero_point=None (as choose_qparams_affine returns it)")
     if symmetric is False and zero_point is None:
-        raise ValueError("asymmetric codes need the zero_point from choose_qparams(..., symmetric=False)")
+        raise ValueError("asymmetric codes need the zero_point from choose_qparams_affine(..., symmetric=False)")
     if zero_point is None:
         return
     check_tensor("zero_point", zero_point, kind="int")
     if zero_point.shape != scale.shape:
         raise ValueError(f"zero_point has shape {tuple(zero_point.shape)} but scale has shape {tuple(scale.shape)}")
     if bits is not None:
-        qmin, qmax = quant_range(bits, bool(symmetric))
+        qmin, qmax = quant_range_affine(bits, bool(symmetric))
         lo, hi = int(zero_point.min()), int(zero_point.max())
         if lo < qmin or hi > qmax:
             raise ValueError(f"zero_point holds values from {lo} to {hi}, outside the {bits}-bit grid [{qmin}, {qmax}]: "
@@ -450,10 +473,10 @@ def _check_not_quantized(model: nn.Module) -> None:
     check_float_model(model)
 
 
-def _check_swappable(name: str, module: nn.Module, bits: int, group_size: int | None) -> None:
+def _check_swappable(name: str, module: nn.Module, bits: int, granularity: PerGroup | PerChannel) -> None:
     if not isinstance(module, (nn.Linear, nn.Embedding)):
         raise TypeError(f"{name} is a {type(module).__name__}; only nn.Linear and nn.Embedding can be swapped")
-    check_packable(check_weight(module.weight, f"{name}.weight"), bits, group_size, f"{name}: ")
+    check_packable(check_weight(module.weight, f"{name}.weight"), bits, granularity, f"{name}: ")
 
 
 def _check_new_weight(name: str, w: object, shape: tuple[int, ...]) -> None:
@@ -461,7 +484,7 @@ def _check_new_weight(name: str, w: object, shape: tuple[int, ...]) -> None:
         raise TypeError(f"new_weight for {name} must return a tensor, got {type(w).__name__}")
     if not w.is_floating_point():
         raise TypeError(f"new_weight for {name} returned a {w.dtype} tensor: return the float weights the layer computes "
-                        "with (e.g. dequantize(codes, scale, zero_point)), not the codes")
+                        "with (e.g. dequantize_affine(codes, scale, zero_point)), not the codes")
     if tuple(w.shape) != shape:
         raise ValueError(f"new_weight for {name} must return a tensor of shape {shape}, got {tuple(w.shape)}")
     bad = ~torch.isfinite(w)

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from qhelpers.activation_aware import activation_aware_weight, awq_search
-from qhelpers.weight_only import fake_quantize
+from qhelpers.quant import PerChannel, PerGroup
+from qhelpers.weight_only import fake_quantize_affine
 
 
 def _layer(seed=0):
@@ -17,16 +18,16 @@ def _layer(seed=0):
     return w, x
 
 
-@pytest.mark.parametrize("bits, group_size", [(3, 64), (4, 32), (4, None)])
-def test_search_beats_rtn_on_uneven_inputs(bits, group_size):
+@pytest.mark.parametrize("bits, granularity", [(3, PerGroup(64)), (4, PerGroup(32)), (4, PerChannel(0))], ids=str)
+def test_search_beats_rtn_on_uneven_inputs(bits, granularity):
     w, x = _layer()
-    res = awq_search(w, x, bits, group_size, grid=10)
-    rtn = fake_quantize(w, bits, group_size)
+    res = awq_search(w, x, bits, granularity, grid=10)
+    rtn = fake_quantize_affine(w, bits, granularity)
     rtn_err = float(((x @ rtn.T - x @ w.T) ** 2).mean())
     assert res.rtn_error == pytest.approx(rtn_err, rel=1e-5)  # alpha = 0 is RTN itself
     assert res.errors[res.alpha] == min(res.errors.values()) <= rtn_err
     assert res.alpha > 0 and res.errors[res.alpha] < 0.9 * rtn_err
-    assert torch.equal(activation_aware_weight(w, x, bits, group_size, grid=10), res.weight)
+    assert torch.equal(activation_aware_weight(w, x, bits, granularity, grid=10), res.weight)
     assert res.scale.shape == (128,)
 
 
@@ -36,3 +37,5 @@ def test_search_checks_its_inputs():
         awq_search(w, x[:, :64])
     with pytest.raises(ValueError, match="grid"):
         awq_search(w, x, grid=0)
+    with pytest.raises(TypeError, match=r"pass quant.PerGroup\(64\), not 64"):
+        awq_search(w, x, 4, 64)

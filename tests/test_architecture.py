@@ -214,6 +214,39 @@ def test_the_package_docstrings_and_architecture_md_name_every_module():
     assert not stale, f"ARCHITECTURE.md lists modules that do not exist: {stale}"
 
 
+# Names that two teaching modules may both export, each with the reason it is one meaning: none today. The same
+# concept under two conventions gets names that say which (quant.choose_qparams follows torch.ao.quantization,
+# weight_only.choose_qparams_affine torchao's quant_primitives, codebook.choose_qparams_codebook torchao's codebook
+# ops), so `from qhelpers.x import name` can never bring in a different meaning than `from qhelpers.y import name`.
+SHARED_NAMES: dict[str, str] = {}
+
+
+def test_no_name_is_exported_by_two_teaching_modules():
+    import importlib
+
+    owners: dict[str, list[str]] = {}
+    for module in sorted(TEACHING):
+        exported = importlib.import_module(f"qhelpers.{module}").__dict__.get("__all__")
+        assert exported is not None, f"qhelpers.{module} has no __all__: list the names it exports"
+        for name in exported:
+            owners.setdefault(name, []).append(module)
+    twice = {name: where for name, where in owners.items() if len(where) > 1 and name not in SHARED_NAMES}
+    assert not twice, ("one name exported by two teaching modules (give each meaning its own name, or add it to "
+                       "SHARED_NAMES with the reason it means one thing): " + str(twice))
+    stale = sorted(name for name in SHARED_NAMES if len(owners.get(name, [])) < 2)
+    assert not stale, f"SHARED_NAMES lists names no longer exported twice: {stale}"
+
+
+def test_the_shared_name_check_catches_a_second_meaning(monkeypatch):
+    """Exporting ``quant_range`` from weight_only again (as before #20: ``(bits, symmetric)`` beside quant's
+    ``(bits, signed)``) fails the check above."""
+    import qhelpers.weight_only
+
+    monkeypatch.setattr(qhelpers.weight_only, "__all__", [*qhelpers.weight_only.__all__, "quant_range"])
+    with pytest.raises(AssertionError, match=r"'quant_range': \['quant', 'weight_only'\]"):
+        test_no_name_is_exported_by_two_teaching_modules()
+
+
 def test_no_module_is_named_after_a_chapter():
     assert not [p.name for p in PACKAGE.rglob("*.py") if p.stem in ("dynamic", "fakequant", "imagenet", "flows", "calibration")]
 

@@ -1,5 +1,7 @@
 """Bad input to the LLM-side modules (weight_only, codebook, activation_aware, smoothing, activations, transformer,
 packing): every mistake gets a ValueError/TypeError raised by a check in qhelpers that names it and says what to do.
+A group size is always a granularity object (``PerGroup(32)``, ``PerChannel(0)`` per row); a bare int or None is
+refused with the object to pass instead.
 
 One row per check: (id, call, exception, message pattern). Each call gets ``e``, a namespace of a tiny GPT, an MLP,
 weights and inputs built once. Everything is refused before any real work, so the table runs in seconds.
@@ -18,8 +20,9 @@ from qhelpers import models, packing
 from qhelpers import weight_only as W
 from qhelpers.activation_aware import activation_aware_weight, awq_search
 from qhelpers.activations import capture_inputs, channel_absmax, outlier_channels
-from qhelpers.codebook import (codebook_dequantize, codebook_effective_bits, codebook_quantize, fake_quantize_codebook,
-                               kmeans_1d)
+from qhelpers.codebook import (choose_qparams_codebook, dequantize_codebook, effective_bits_codebook, fake_quantize_codebook,
+                               kmeans_1d, quantize_codebook)
+from qhelpers.quant import PerChannel, PerGroup, PerTensor
 from qhelpers.smoothing import FakeW8A8Linear, fold_smoothing, inject_outliers, migrate, smoothing_factors, w8a8
 from qhelpers.transformer import (GPT, CachedDecoder, GPTConfig, block_linears, check_ids, eval_windows, generate,
                                   lm_loss)
@@ -43,87 +46,99 @@ def e():
     w = torch.randn(8, 64, generator=g) * 0.1
     x = torch.randn(32, 64, generator=g)
     lin = nn.Linear(64, 8)
-    scale, zp = W.choose_qparams(w, 4, 32)
-    scale_s, _ = W.choose_qparams(w, 4, 32, True)
+    scale, zp = W.choose_qparams_affine(w, 4, PerGroup(32))
+    scale_s, _ = W.choose_qparams_affine(w, 4, PerGroup(32), True)
     ids = torch.randint(0, 11, (400,), generator=g)
     inputs = capture_inputs(gpt, ids[:32].view(2, 16))
+    levels, cb_scale = choose_qparams_codebook(w, 4, PerGroup(32))
     nan_gpt = GPT(CFG).eval()
     with torch.no_grad():
         nan_gpt.h[0].attn.c_attn.weight[0, 0] = NAN
     return SimpleNamespace(
         gpt=gpt, mlp=models.MLP(hidden=(64, 32)).eval(), w=w, x=x, lin=lin, scale=scale, zp=zp, scale_s=scale_s,
-        codes=W.quantize(w, scale, zp, 4, False), cb=codebook_quantize(w, 4, 32), ids=ids,
+        codes=W.quantize_affine(w, scale, zp, 4, False), cb=(quantize_codebook(w, levels, cb_scale), levels, cb_scale), ids=ids,
         windows=eval_windows(ids, 16, 4), absmax={n: channel_absmax(v) for n, v in inputs.items()},
-        wol=W.WeightOnlyLinear.from_linear(lin, 4, 32), woe=W.WeightOnlyEmbedding(nn.Embedding(11, 32), 4, 32),
-        w4=W.quantize_weight_only(gpt, 4, 32), nan_gpt=nan_gpt, decoder=CachedDecoder(gpt), prompt=T([1, 2, 3]),
+        wol=W.WeightOnlyLinear.from_linear(lin, 4, PerGroup(32)), woe=W.WeightOnlyEmbedding(nn.Embedding(11, 32), 4, PerGroup(32)),
+        w4=W.quantize_weight_only(gpt, 4, PerGroup(32)), nan_gpt=nan_gpt, decoder=CachedDecoder(gpt), prompt=T([1, 2, 3]),
         fw=FakeW8A8Linear(lin, "per-token"),
     )
 
 
 CASES = [
-    # ---- weight_only.quant_range / choose_qparams
-    ("wo-range-bits-str", lambda e: W.quant_range("4", True), TypeError, r"bits='4' must be an int"),
-    ("wo-range-bits-9", lambda e: W.quant_range(9, True), ValueError, r"bits=9 must be between 2 and 8"),
-    ("wo-range-symmetric-int", lambda e: W.quant_range(4, 1), TypeError, r"symmetric=1 must be True or False"),
-    ("wo-choose-w-list", lambda e: W.choose_qparams([[1.0, 2.0]], 4, None), TypeError, r"w must be a torch.Tensor"),
-    ("wo-choose-w-1d", lambda e: W.choose_qparams(torch.randn(64), 4, 32), ValueError, r"w must be 2-D \(out_features, in_features\), got shape \(64,\)"),
-    ("wo-choose-w-3d", lambda e: W.choose_qparams(torch.randn(2, 4, 64), 4, 32), ValueError, r"w must be 2-D"),
-    ("wo-choose-w-int", lambda e: W.choose_qparams(torch.ones(4, 64, dtype=torch.long), 4, 32), TypeError, r"w must be a floating-point tensor, got dtype torch.int64"),
-    ("wo-choose-w-complex", lambda e: W.choose_qparams(torch.ones(4, 64, dtype=torch.complex64), 4, 32), TypeError, r"w must be a floating-point tensor, got dtype torch.complex64"),
-    ("wo-choose-w-empty-rows", lambda e: W.choose_qparams(torch.empty(0, 64), 4, 32), ValueError, r"w is empty \(shape \(0, 64\)\)"),
-    ("wo-choose-w-empty-cols", lambda e: W.choose_qparams(torch.empty(4, 0), 4, None), ValueError, r"w is empty \(shape \(4, 0\)\)"),
-    ("wo-choose-w-nan", lambda e: W.choose_qparams(_with(e.w, (0, 0), NAN), 4, 32), ValueError, r"w holds 1 NaN/inf value\(s\)"),
-    ("wo-choose-w-inf", lambda e: W.choose_qparams(_with(e.w, (3, 5), -INF), 4, 32, True), ValueError, r"w holds 1 NaN/inf"),
-    ("wo-choose-fp16-overflow", lambda e: W.choose_qparams(e.w * 1e7, 4, 32), ValueError, r"w's range is too wide for torch.float16 scales.*scale_dtype=torch.float32"),
-    ("wo-choose-fp16-overflow-sym", lambda e: W.choose_qparams(_with(e.w, (2, 3), 1e6), 4, 32, True), ValueError, r"group \(2, 0\).*overflows torch.float16"),
-    ("wo-choose-group-not-dividing", lambda e: W.choose_qparams(e.w, 4, 48), ValueError, r"in_features=64 is not a multiple of group_size=48"),
-    ("wo-choose-group-zero", lambda e: W.choose_qparams(e.w, 4, 0), ValueError, r"group_size=0 must be at least 1"),
-    ("wo-choose-group-float", lambda e: W.choose_qparams(e.w, 4, 32.0), TypeError, r"group_size=32.0 must be an int"),
-    ("wo-choose-group-str", lambda e: W.choose_qparams(e.w, 4, "32"), TypeError, r"group_size='32' must be an int"),
-    ("wo-choose-bits-1", lambda e: W.choose_qparams(e.w, 1, 32), ValueError, r"bits=1 must be between 2 and 8"),
-    ("wo-choose-bits-bool", lambda e: W.choose_qparams(e.w, True, 32), TypeError, r"bits=True must be an int"),
-    ("wo-choose-scale-dtype-int", lambda e: W.choose_qparams(e.w, 4, 32, scale_dtype=torch.int8), ValueError, r"scale_dtype=torch.int8 must be a floating-point dtype"),
-    ("wo-choose-scale-dtype-str", lambda e: W.choose_qparams(e.w, 4, 32, scale_dtype="float16"), TypeError, r"scale_dtype must be a torch.dtype"),
-    # ---- weight_only.quantize / dequantize / fake_quantize
-    ("wo-quantize-scale-list", lambda e: W.quantize(e.w, [0.1], None, 4, True), TypeError, r"scale must be a torch.Tensor"),
-    ("wo-quantize-scale-rows", lambda e: W.quantize(e.w, e.scale[:4], e.zp[:4], 4, False), ValueError, r"scale has shape \(4, 2\) but w of shape \(8, 64\) needs \(8, groups\)"),
-    ("wo-quantize-scale-groups", lambda e: W.quantize(e.w, torch.ones(8, 3), None, 4, True), ValueError, r"scale's 3 groups do not divide in_features=64"),
-    ("wo-quantize-scale-zero", lambda e: W.quantize(e.w, torch.zeros(8, 2), None, 4, True), ValueError, r"scale must hold positive, finite numbers"),
-    ("wo-quantize-scale-nan", lambda e: W.quantize(e.w, _with(e.scale_s, (1, 1), NAN), None, 4, True), ValueError, r"scale must hold positive, finite numbers"),
-    ("wo-quantize-scale-int", lambda e: W.quantize(e.w, torch.ones(8, 2, dtype=torch.long), None, 4, True), TypeError, r"scale must be a floating-point tensor"),
-    ("wo-quantize-zp-missing", lambda e: W.quantize(e.w, e.scale, None, 4, False), ValueError, r"asymmetric codes need the zero_point from choose_qparams"),
-    ("wo-quantize-zp-given-symmetric", lambda e: W.quantize(e.w, e.scale_s, e.zp, 4, True), ValueError, r"symmetric quantization has no zero-point: pass zero_point=None"),
-    ("wo-quantize-zp-shape", lambda e: W.quantize(e.w, e.scale, e.zp[:4], 4, False), ValueError, r"zero_point has shape \(4, 2\) but scale has shape \(8, 2\)"),
-    ("wo-quantize-zp-float", lambda e: W.quantize(e.w, e.scale, e.zp.float(), 4, False), TypeError, r"zero_point must be an integer tensor"),
-    ("wo-quantize-zp-range", lambda e: W.quantize(e.w, e.scale, e.zp.to(torch.int16) + 20, 4, False), ValueError, r"zero_point holds values from \d+ to \d+, outside the 4-bit grid \[0, 15\]"),
-    ("wo-quantize-w-nan", lambda e: W.quantize(_with(e.w, (0, 0), NAN), e.scale, e.zp, 4, False), ValueError, r"w holds 1 NaN/inf"),
-    ("wo-quantize-bits-9", lambda e: W.quantize(e.w, e.scale, e.zp, 9, False), ValueError, r"bits=9"),
-    ("wo-dequantize-float-codes", lambda e: W.dequantize(e.codes.float(), e.scale, e.zp), TypeError, r"codes must be an integer tensor"),
-    ("wo-dequantize-1d", lambda e: W.dequantize(e.codes.flatten(), e.scale, e.zp), ValueError, r"codes must be 2-D"),
-    ("wo-dequantize-scale-rows", lambda e: W.dequantize(e.codes, e.scale[:4], e.zp[:4]), ValueError, r"scale has shape \(4, 2\) but codes of shape \(8, 64\) needs \(8, groups\)"),
-    ("wo-dequantize-scale-groups", lambda e: W.dequantize(e.codes, torch.ones(8, 3), None), ValueError, r"scale's 3 groups do not divide in_features=64"),
-    ("wo-dequantize-zp-shape", lambda e: W.dequantize(e.codes, e.scale, e.zp[:, :1]), ValueError, r"zero_point has shape \(8, 1\) but scale has shape \(8, 2\)"),
-    ("wo-dequantize-empty", lambda e: W.dequantize(e.codes[:0], e.scale[:0], None), ValueError, r"codes is empty"),
-    ("wo-dequantize-list", lambda e: W.dequantize([[1, 2]], e.scale, None), TypeError, r"codes must be a torch.Tensor"),
-    ("wo-fake-nan", lambda e: W.fake_quantize(_with(e.w, (1, 1), NAN)), ValueError, r"w holds 1 NaN/inf"),
-    ("wo-fake-overflow", lambda e: W.fake_quantize(e.w * 1e7), ValueError, r"too wide for torch.float16 scales"),
-    ("wo-fake-1d", lambda e: W.fake_quantize(torch.randn(64)), ValueError, r"w must be 2-D"),
-    ("wo-fake-group-str", lambda e: W.fake_quantize(e.w, 4, "64"), TypeError, r"group_size='64' must be an int"),
+    # ---- weight_only.quant_range_affine / choose_qparams_affine
+    ("wo-range-bits-str", lambda e: W.quant_range_affine("4", True), TypeError, r"bits='4' must be an int"),
+    ("wo-range-bits-9", lambda e: W.quant_range_affine(9, True), ValueError, r"bits=9 must be between 2 and 8"),
+    ("wo-range-symmetric-int", lambda e: W.quant_range_affine(4, 1), TypeError, r"symmetric=1 must be True or False"),
+    ("wo-choose-w-list", lambda e: W.choose_qparams_affine([[1.0, 2.0]], 4, PerChannel(0)), TypeError, r"w must be a torch.Tensor"),
+    ("wo-choose-w-1d", lambda e: W.choose_qparams_affine(torch.randn(64), 4, PerGroup(32)), ValueError, r"w must be 2-D \(out_features, in_features\), got shape \(64,\)"),
+    ("wo-choose-w-3d", lambda e: W.choose_qparams_affine(torch.randn(2, 4, 64), 4, PerGroup(32)), ValueError, r"w must be 2-D"),
+    ("wo-choose-w-int", lambda e: W.choose_qparams_affine(torch.ones(4, 64, dtype=torch.long), 4, PerGroup(32)), TypeError, r"w must be a floating-point tensor, got dtype torch.int64"),
+    ("wo-choose-w-complex", lambda e: W.choose_qparams_affine(torch.ones(4, 64, dtype=torch.complex64), 4, PerGroup(32)), TypeError, r"w must be a floating-point tensor, got dtype torch.complex64"),
+    ("wo-choose-w-empty-rows", lambda e: W.choose_qparams_affine(torch.empty(0, 64), 4, PerGroup(32)), ValueError, r"w is empty \(shape \(0, 64\)\)"),
+    ("wo-choose-w-empty-cols", lambda e: W.choose_qparams_affine(torch.empty(4, 0), 4, PerChannel(0)), ValueError, r"w is empty \(shape \(4, 0\)\)"),
+    ("wo-choose-w-nan", lambda e: W.choose_qparams_affine(_with(e.w, (0, 0), NAN), 4, PerGroup(32)), ValueError, r"w holds 1 NaN/inf value\(s\)"),
+    ("wo-choose-w-inf", lambda e: W.choose_qparams_affine(_with(e.w, (3, 5), -INF), 4, PerGroup(32), True), ValueError, r"w holds 1 NaN/inf"),
+    ("wo-choose-fp16-overflow", lambda e: W.choose_qparams_affine(e.w * 1e7, 4, PerGroup(32)), ValueError, r"w's range is too wide for torch.float16 scales.*scale_dtype=torch.float32"),
+    ("wo-choose-fp16-overflow-sym", lambda e: W.choose_qparams_affine(_with(e.w, (2, 3), 1e6), 4, PerGroup(32), True), ValueError, r"group \(2, 0\).*overflows torch.float16"),
+    ("wo-choose-group-not-dividing", lambda e: W.choose_qparams_affine(e.w, 4, PerGroup(48)), ValueError, r"in_features=64 is not a multiple of the group size in PerGroup\(48\): pick a group size that divides 64, or quant.PerChannel\(0\)"),
+    ("wo-choose-group-zero", lambda e: W.choose_qparams_affine(e.w, 4, PerGroup(0)), ValueError, r"PerGroup group_size must be at least 1, got 0"),
+    ("wo-choose-group-int", lambda e: W.choose_qparams_affine(e.w, 4, 32), TypeError, r"granularity=32 is a bare int: pass quant.PerGroup\(32\), not 32 \(or quant.PerChannel\(0\) for one scale per row\)"),
+    ("wo-choose-group-int-zero", lambda e: W.choose_qparams_affine(e.w, 4, 0), TypeError, r"granularity=0 is a bare int: pass a group of at least 1 weight as quant.PerGroup\(size\)"),
+    ("wo-choose-group-none", lambda e: W.choose_qparams_affine(e.w, 4, None), TypeError, r"granularity=None: pass quant.PerChannel\(0\) for one scale per row"),
+    ("wo-choose-group-float", lambda e: W.choose_qparams_affine(e.w, 4, 32.0), TypeError, r"granularity must be quant.PerGroup\(size\) or quant.PerChannel\(0\) for one scale per row, got float 32.0"),
+    ("wo-choose-group-str", lambda e: W.choose_qparams_affine(e.w, 4, "32"), TypeError, r"granularity must be quant.PerGroup\(size\) or quant.PerChannel\(0\) .*, got str '32'"),
+    ("wo-choose-group-class", lambda e: W.choose_qparams_affine(e.w, 4, PerGroup), TypeError, r"a class: call it, PerGroup\(...\)"),
+    ("wo-choose-group-torchao", lambda e: W.choose_qparams_affine(e.w, 4, __import__("torchao.quantization", fromlist=["PerGroup"]).PerGroup(32)), TypeError, r"is torchao's PerGroup: pass qhelpers' own, e.g. quant.PerGroup\(64\)"),
+    ("wo-choose-per-tensor", lambda e: W.choose_qparams_affine(e.w, 4, PerTensor()), ValueError, r"granularity=PerTensor\(\): weight-only scales belong to rows .* quant.PerChannel\(0\)"),
+    ("wo-choose-per-column", lambda e: W.choose_qparams_affine(e.w, 4, PerChannel(1)), ValueError, r"granularity=PerChannel\(axis=1\): weight-only scales belong to rows"),
+    ("wo-choose-bits-1", lambda e: W.choose_qparams_affine(e.w, 1, PerGroup(32)), ValueError, r"bits=1 must be between 2 and 8"),
+    ("wo-choose-bits-bool", lambda e: W.choose_qparams_affine(e.w, True, PerGroup(32)), TypeError, r"bits=True must be an int"),
+    ("wo-choose-scale-dtype-int", lambda e: W.choose_qparams_affine(e.w, 4, PerGroup(32), scale_dtype=torch.int8), ValueError, r"scale_dtype=torch.int8 must be a floating-point dtype"),
+    ("wo-choose-scale-dtype-str", lambda e: W.choose_qparams_affine(e.w, 4, PerGroup(32), scale_dtype="float16"), TypeError, r"scale_dtype must be a torch.dtype"),
+    # ---- weight_only.quantize_affine / dequantize_affine / fake_quantize_affine
+    ("wo-quantize-scale-list", lambda e: W.quantize_affine(e.w, [0.1], None, 4, True), TypeError, r"scale must be a torch.Tensor"),
+    ("wo-quantize-scale-rows", lambda e: W.quantize_affine(e.w, e.scale[:4], e.zp[:4], 4, False), ValueError, r"scale has shape \(4, 2\) but w of shape \(8, 64\) needs \(8, groups\)"),
+    ("wo-quantize-scale-groups", lambda e: W.quantize_affine(e.w, torch.ones(8, 3), None, 4, True), ValueError, r"scale's 3 groups do not divide in_features=64"),
+    ("wo-quantize-scale-zero", lambda e: W.quantize_affine(e.w, torch.zeros(8, 2), None, 4, True), ValueError, r"scale must hold positive, finite numbers"),
+    ("wo-quantize-scale-nan", lambda e: W.quantize_affine(e.w, _with(e.scale_s, (1, 1), NAN), None, 4, True), ValueError, r"scale must hold positive, finite numbers"),
+    ("wo-quantize-scale-int", lambda e: W.quantize_affine(e.w, torch.ones(8, 2, dtype=torch.long), None, 4, True), TypeError, r"scale must be a floating-point tensor"),
+    ("wo-quantize-zp-missing", lambda e: W.quantize_affine(e.w, e.scale, None, 4, False), ValueError, r"asymmetric codes need the zero_point from choose_qparams_affine"),
+    ("wo-quantize-zp-given-symmetric", lambda e: W.quantize_affine(e.w, e.scale_s, e.zp, 4, True), ValueError, r"symmetric quantization has no zero-point: pass zero_point=None"),
+    ("wo-quantize-zp-shape", lambda e: W.quantize_affine(e.w, e.scale, e.zp[:4], 4, False), ValueError, r"zero_point has shape \(4, 2\) but scale has shape \(8, 2\)"),
+    ("wo-quantize-zp-float", lambda e: W.quantize_affine(e.w, e.scale, e.zp.float(), 4, False), TypeError, r"zero_point must be an integer tensor"),
+    ("wo-quantize-zp-range", lambda e: W.quantize_affine(e.w, e.scale, e.zp.to(torch.int16) + 20, 4, False), ValueError, r"zero_point holds values from \d+ to \d+, outside the 4-bit grid \[0, 15\]"),
+    ("wo-quantize-w-nan", lambda e: W.quantize_affine(_with(e.w, (0, 0), NAN), e.scale, e.zp, 4, False), ValueError, r"w holds 1 NaN/inf"),
+    ("wo-quantize-bits-9", lambda e: W.quantize_affine(e.w, e.scale, e.zp, 9, False), ValueError, r"bits=9"),
+    ("wo-dequantize-float-codes", lambda e: W.dequantize_affine(e.codes.float(), e.scale, e.zp), TypeError, r"codes must be an integer tensor"),
+    ("wo-dequantize-1d", lambda e: W.dequantize_affine(e.codes.flatten(), e.scale, e.zp), ValueError, r"codes must be 2-D"),
+    ("wo-dequantize-scale-rows", lambda e: W.dequantize_affine(e.codes, e.scale[:4], e.zp[:4]), ValueError, r"scale has shape \(4, 2\) but codes of shape \(8, 64\) needs \(8, groups\)"),
+    ("wo-dequantize-scale-groups", lambda e: W.dequantize_affine(e.codes, torch.ones(8, 3), None), ValueError, r"scale's 3 groups do not divide in_features=64"),
+    ("wo-dequantize-zp-shape", lambda e: W.dequantize_affine(e.codes, e.scale, e.zp[:, :1]), ValueError, r"zero_point has shape \(8, 1\) but scale has shape \(8, 2\)"),
+    ("wo-dequantize-empty", lambda e: W.dequantize_affine(e.codes[:0], e.scale[:0], None), ValueError, r"codes is empty"),
+    ("wo-dequantize-list", lambda e: W.dequantize_affine([[1, 2]], e.scale, None), TypeError, r"codes must be a torch.Tensor"),
+    ("wo-fake-nan", lambda e: W.fake_quantize_affine(_with(e.w, (1, 1), NAN)), ValueError, r"w holds 1 NaN/inf"),
+    ("wo-fake-overflow", lambda e: W.fake_quantize_affine(e.w * 1e7), ValueError, r"too wide for torch.float16 scales"),
+    ("wo-fake-1d", lambda e: W.fake_quantize_affine(torch.randn(64)), ValueError, r"w must be 2-D"),
+    ("wo-fake-group-str", lambda e: W.fake_quantize_affine(e.w, 4, "64"), TypeError, r"granularity must be quant.PerGroup\(size\) .*, got str '64'"),
+    ("wo-fake-group-int", lambda e: W.fake_quantize_affine(e.w, 4, 64), TypeError, r"pass quant.PerGroup\(64\), not 64"),
     # ---- WeightOnlyLinear / WeightOnlyEmbedding
     ("wol-weight-list", lambda e: W.WeightOnlyLinear([[1.0] * 64], None), TypeError, r"weight must be a torch.Tensor"),
     ("wol-weight-1d", lambda e: W.WeightOnlyLinear(torch.randn(64), None), ValueError, r"weight must be 2-D"),
-    ("wol-weight-nan", lambda e: W.WeightOnlyLinear(_with(e.w, (0, 0), NAN), None, 4, 32), ValueError, r"weight holds 1 NaN/inf"),
-    ("wol-bias-shape", lambda e: W.WeightOnlyLinear(e.w, torch.zeros(5), 4, 32), ValueError, r"bias has shape \(5,\) but the weight has 8 output features"),
-    ("wol-bias-list", lambda e: W.WeightOnlyLinear(e.w, [0.0] * 8, 4, 32), TypeError, r"bias must be a torch.Tensor or None"),
-    ("wol-3bit-not-packable", lambda e: W.WeightOnlyLinear(torch.randn(4, 12), None, 3, None), ValueError, r"in_features=12: 3-bit packing needs a multiple of 8"),
+    ("wol-weight-nan", lambda e: W.WeightOnlyLinear(_with(e.w, (0, 0), NAN), None, 4, PerGroup(32)), ValueError, r"weight holds 1 NaN/inf"),
+    ("wol-bias-shape", lambda e: W.WeightOnlyLinear(e.w, torch.zeros(5), 4, PerGroup(32)), ValueError, r"bias has shape \(5,\) but the weight has 8 output features"),
+    ("wol-bias-list", lambda e: W.WeightOnlyLinear(e.w, [0.0] * 8, 4, PerGroup(32)), TypeError, r"bias must be a torch.Tensor or None"),
+    ("wol-3bit-not-packable", lambda e: W.WeightOnlyLinear(torch.randn(4, 12), None, 3, PerChannel(0)), ValueError, r"in_features=12: 3-bit packing needs a multiple of 8"),
     ("wol-from-conv", lambda e: W.WeightOnlyLinear.from_linear(nn.Conv2d(1, 1, 1)), TypeError, r"from_linear needs an nn.Linear, not Conv2d"),
     ("wol-from-str", lambda e: W.WeightOnlyLinear.from_linear("fc"), TypeError, r"from_linear needs an nn.Linear, not str"),
-    ("wol-from-group-not-dividing", lambda e: W.WeightOnlyLinear.from_linear(nn.Linear(60, 8), 4, 32), ValueError, r"in_features=60 is not a multiple of group_size=32"),
+    ("wol-from-group-not-dividing", lambda e: W.WeightOnlyLinear.from_linear(nn.Linear(60, 8), 4, PerGroup(32)), ValueError, r"in_features=60 is not a multiple of the group size in PerGroup\(32\)"),
     ("wol-forward-width", lambda e: e.wol(torch.randn(3, 10)), ValueError, r"x has 10 features in its last dimension; this layer takes in_features=64"),
     ("wol-forward-int", lambda e: e.wol(torch.ones(3, 64, dtype=torch.long)), TypeError, r"x must be a floating-point tensor"),
     ("wol-forward-list", lambda e: e.wol([1.0] * 64), TypeError, r"x must be a torch.Tensor"),
     ("woe-not-embedding", lambda e: W.WeightOnlyEmbedding(nn.Linear(2, 2)), TypeError, r"WeightOnlyEmbedding needs an nn.Embedding, not Linear"),
-    ("woe-group-not-dividing", lambda e: W.WeightOnlyEmbedding(nn.Embedding(11, 30), 4, 32), ValueError, r"in_features=30 is not a multiple of group_size=32"),
+    ("woe-group-not-dividing", lambda e: W.WeightOnlyEmbedding(nn.Embedding(11, 30), 4, PerGroup(32)), ValueError, r"in_features=30 is not a multiple of the group size in PerGroup\(32\)"),
+    ("woe-group-int", lambda e: W.WeightOnlyEmbedding(nn.Embedding(11, 32), 4, 32), TypeError, r"pass quant.PerGroup\(32\), not 32"),
+    ("wol-group-int", lambda e: W.WeightOnlyLinear(e.w, None, 4, 32), TypeError, r"pass quant.PerGroup\(32\), not 32"),
+    ("wol-from-group-none", lambda e: W.WeightOnlyLinear.from_linear(e.lin, 4, None), TypeError, r"granularity=None: pass quant.PerChannel\(0\)"),
     ("woe-forward-id-too-big", lambda e: e.woe(T([3, 11])), ValueError, r"idx holds token ids from 3 to 11; the table has 11 rows \(ids 0 to 10\)"),
     ("woe-forward-id-negative", lambda e: e.woe(T([-1])), ValueError, r"idx holds token ids from -1 to -1"),
     ("woe-forward-float", lambda e: e.woe(T([1.0])), TypeError, r"idx must be an integer tensor"),
@@ -134,10 +149,11 @@ CASES = [
     ("qwo-include-false", lambda e: W.quantize_weight_only(e.gpt, include=lambda n, m: False), ValueError, r"include=<lambda> selected no layer of the GPT; its nn.Linear layers are h.0.attn.c_attn"),
     ("qwo-include-str", lambda e: W.quantize_weight_only(e.gpt, include="h."), TypeError, r"include must be a function \(name, module\) -> bool"),
     ("qwo-bits-9", lambda e: W.quantize_weight_only(e.gpt, 9), ValueError, r"bits=9 must be between 2 and 8"),
-    ("qwo-group-not-dividing", lambda e: W.quantize_weight_only(e.gpt, 4, 48), ValueError, r"h.0.attn.c_attn: in_features=32 is not a multiple of group_size=48"),
-    ("qwo-already-quantized", lambda e: W.quantize_weight_only(e.w4, 4, 32), ValueError, r"already weight-only quantized \(h.0.attn.c_attn is a WeightOnlyLinear\)"),
+    ("qwo-group-not-dividing", lambda e: W.quantize_weight_only(e.gpt, 4, PerGroup(48)), ValueError, r"h.0.attn.c_attn: in_features=32 is not a multiple of the group size in PerGroup\(48\)"),
+    ("qwo-group-int", lambda e: W.quantize_weight_only(e.gpt, 4, 16), TypeError, r"pass quant.PerGroup\(16\), not 16"),
+    ("qwo-already-quantized", lambda e: W.quantize_weight_only(e.w4, 4, PerGroup(32)), ValueError, r"already weight-only quantized \(h.0.attn.c_attn is a WeightOnlyLinear\)"),
     ("qwo-layernorm", lambda e: W.quantize_weight_only(e.gpt, include=lambda n, m: n == "h.0.ln_1"), TypeError, r"h.0.ln_1 is a LayerNorm; only nn.Linear and nn.Embedding"),
-    ("qwo-nan-weight", lambda e: W.quantize_weight_only(e.nan_gpt, 4, 32), ValueError, r"h.0.attn.c_attn.weight holds 1 NaN/inf"),
+    ("qwo-nan-weight", lambda e: W.quantize_weight_only(e.nan_gpt, 4, PerGroup(32)), ValueError, r"h.0.attn.c_attn.weight holds 1 NaN/inf"),
     ("rw-model-str", lambda e: W.replace_weights("gpt", lambda n, m: m.weight), TypeError, r"model must be a torch.nn.Module"),
     ("rw-new-weight-str", lambda e: W.replace_weights(e.gpt, "fake_quantize"), TypeError, r"new_weight must be a function \(name, linear\) -> tensor"),
     ("rw-mlp-nothing-matched", lambda e: W.replace_weights(e.mlp, lambda n, m: m.weight), ValueError, r"include=in_blocks .* selected no layer of the MLP"),
@@ -162,49 +178,57 @@ CASES = [
     ("km-init-length", lambda e: kmeans_1d(e.x, 3, init=torch.zeros(2)), ValueError, r"init must hold k=3 levels, got shape \(2,\)"),
     ("km-init-nan", lambda e: kmeans_1d(e.x, 2, init=T([0.0, NAN])), ValueError, r"init holds 1 NaN/inf"),
     ("km-init-list", lambda e: kmeans_1d(e.x, 2, init=[0.0, 1.0]), TypeError, r"init must be a torch.Tensor"),
-    ("cbq-group-zero", lambda e: codebook_quantize(e.w, 4, 0), ValueError, r"group_size=0 must be at least 1"),
-    ("cbq-group-none", lambda e: codebook_quantize(e.w, 4, None), TypeError, r"group_size=None must be an int"),
-    ("cbq-group-not-dividing", lambda e: codebook_quantize(e.w, 4, 48), ValueError, r"in_features=64 is not a multiple of group_size=48"),
-    ("cbq-bits-0", lambda e: codebook_quantize(e.w, 0, 32), ValueError, r"bits=0 must be between 1 and 8"),
-    ("cbq-bits-str", lambda e: codebook_quantize(e.w, "4", 32), TypeError, r"bits='4' must be an int"),
-    ("cbq-w-1d", lambda e: codebook_quantize(torch.randn(64), 4, 32), ValueError, r"w must be 2-D"),
-    ("cbq-w-nan", lambda e: codebook_quantize(_with(e.w, (0, 0), NAN), 4, 32), ValueError, r"w holds 1 NaN/inf"),
-    ("cbq-w-overflow", lambda e: codebook_quantize(e.w * 1e6, 4, 32), ValueError, r"too wide for torch.float16 scales"),
-    ("cbq-w-int", lambda e: codebook_quantize(torch.ones(8, 64, dtype=torch.long), 4, 32), TypeError, r"w must be a floating-point tensor"),
-    ("cbq-w-list", lambda e: codebook_quantize([[1.0] * 64], 4, 32), TypeError, r"w must be a torch.Tensor"),
-    ("cbq-too-few-weights", lambda e: codebook_quantize(torch.randn(1, 8), 4, 8), ValueError, r"w has 8 weights, fewer than the 2\*\*bits = 16 levels"),
-    ("cbq-iters-negative", lambda e: codebook_quantize(e.w, 4, 32, -3), ValueError, r"iters=-3 must be at least 0"),
-    ("cbd-codes-too-big", lambda e: codebook_dequantize(torch.full((8, 64), 16, dtype=torch.uint8), e.cb[1], e.cb[2]), ValueError, r"codes hold indices from 16 to 16 but the codebook has 16 levels \(indices 0 to 15\)"),
-    ("cbd-codes-negative", lambda e: codebook_dequantize(torch.full((8, 64), -1, dtype=torch.int8), e.cb[1], e.cb[2]), ValueError, r"codes hold indices from -1"),
-    ("cbd-codes-float", lambda e: codebook_dequantize(e.cb[0].float(), e.cb[1], e.cb[2]), TypeError, r"codes must be an integer tensor"),
-    ("cbd-scale-rows", lambda e: codebook_dequantize(e.cb[0], e.cb[1], e.cb[2][:4]), ValueError, r"scale has shape \(4, 2\) but codes of shape \(8, 64\) needs \(8, groups\)"),
-    ("cbd-codebook-2d", lambda e: codebook_dequantize(e.cb[0], e.cb[1].view(4, 4), e.cb[2]), ValueError, r"codebook must be 1-D"),
-    ("cbd-codebook-nan", lambda e: codebook_dequantize(e.cb[0], _with(e.cb[1], (0,), NAN), e.cb[2]), ValueError, r"codebook holds 1 NaN/inf"),
-    ("fqc-group-zero", lambda e: fake_quantize_codebook(e.w, 4, 0), ValueError, r"group_size=0 must be at least 1"),
+    ("cbq-group-zero", lambda e: choose_qparams_codebook(e.w, 4, PerGroup(0)), ValueError, r"PerGroup group_size must be at least 1"),
+    ("cbq-group-none", lambda e: choose_qparams_codebook(e.w, 4, None), TypeError, r"granularity=None: pass quant.PerChannel\(0\)"),
+    ("cbq-group-int", lambda e: choose_qparams_codebook(e.w, 4, 32), TypeError, r"pass quant.PerGroup\(32\), not 32"),
+    ("cbq-group-not-dividing", lambda e: choose_qparams_codebook(e.w, 4, PerGroup(48)), ValueError, r"in_features=64 is not a multiple of the group size in PerGroup\(48\)"),
+    ("cbq-bits-0", lambda e: choose_qparams_codebook(e.w, 0, PerGroup(32)), ValueError, r"bits=0 must be between 1 and 8"),
+    ("cbq-bits-str", lambda e: choose_qparams_codebook(e.w, "4", PerGroup(32)), TypeError, r"bits='4' must be an int"),
+    ("cbq-w-1d", lambda e: choose_qparams_codebook(torch.randn(64), 4, PerGroup(32)), ValueError, r"w must be 2-D"),
+    ("cbq-w-nan", lambda e: choose_qparams_codebook(_with(e.w, (0, 0), NAN), 4, PerGroup(32)), ValueError, r"w holds 1 NaN/inf"),
+    ("cbq-w-overflow", lambda e: choose_qparams_codebook(e.w * 1e6, 4, PerGroup(32)), ValueError, r"too wide for torch.float16 scales"),
+    ("cbq-w-int", lambda e: choose_qparams_codebook(torch.ones(8, 64, dtype=torch.long), 4, PerGroup(32)), TypeError, r"w must be a floating-point tensor"),
+    ("cbq-w-list", lambda e: choose_qparams_codebook([[1.0] * 64], 4, PerGroup(32)), TypeError, r"w must be a torch.Tensor"),
+    ("cbq-too-few-weights", lambda e: choose_qparams_codebook(torch.randn(1, 8), 4, PerGroup(8)), ValueError, r"w has 8 weights, fewer than the 2\*\*bits = 16 levels"),
+    ("cbq-iters-negative", lambda e: choose_qparams_codebook(e.w, 4, PerGroup(32), -3), ValueError, r"iters=-3 must be at least 0"),
+    ("cbd-codes-too-big", lambda e: dequantize_codebook(torch.full((8, 64), 16, dtype=torch.uint8), e.cb[1], e.cb[2]), ValueError, r"codes hold indices from 16 to 16 but the codebook has 16 levels \(indices 0 to 15\)"),
+    ("cbd-codes-negative", lambda e: dequantize_codebook(torch.full((8, 64), -1, dtype=torch.int8), e.cb[1], e.cb[2]), ValueError, r"codes hold indices from -1"),
+    ("cbd-codes-float", lambda e: dequantize_codebook(e.cb[0].float(), e.cb[1], e.cb[2]), TypeError, r"codes must be an integer tensor"),
+    ("cbd-scale-rows", lambda e: dequantize_codebook(e.cb[0], e.cb[1], e.cb[2][:4]), ValueError, r"scale has shape \(4, 2\) but codes of shape \(8, 64\) needs \(8, groups\)"),
+    ("cbd-codebook-2d", lambda e: dequantize_codebook(e.cb[0], e.cb[1].view(4, 4), e.cb[2]), ValueError, r"codebook must be 1-D"),
+    ("cbd-codebook-nan", lambda e: dequantize_codebook(e.cb[0], _with(e.cb[1], (0,), NAN), e.cb[2]), ValueError, r"codebook holds 1 NaN/inf"),
+    ("fqc-group-zero", lambda e: fake_quantize_codebook(e.w, 4, 0), TypeError, r"granularity=0 is a bare int: pass a group of at least 1 weight as quant.PerGroup\(size\)"),
+    ("qcb-codebook-unsorted", lambda e: quantize_codebook(e.w, e.cb[1].flip(0), e.cb[2]), ValueError, r"codebook must hold its levels sorted in ascending order"),
+    ("qcb-scale-rows", lambda e: quantize_codebook(e.w, e.cb[1], e.cb[2][:4]), ValueError, r"scale has shape \(4, 2\) but w of shape \(8, 64\) needs \(8, groups\)"),
+    ("qcb-w-1d", lambda e: quantize_codebook(e.w[0], e.cb[1], e.cb[2]), ValueError, r"w must be 2-D"),
+    ("qcb-codebook-nan", lambda e: quantize_codebook(e.w, _with(e.cb[1], (0,), NAN), e.cb[2]), ValueError, r"codebook holds 1 NaN/inf"),
     ("fqc-nan", lambda e: fake_quantize_codebook(_with(e.w, (0, 0), INF)), ValueError, r"w holds 1 NaN/inf"),
-    ("cbe-numel-negative", lambda e: codebook_effective_bits(4, 64, -5), ValueError, r"numel=-5 must be at least 1"),
-    ("cbe-numel-zero", lambda e: codebook_effective_bits(4, 64, 0), ValueError, r"numel=0 must be at least 1"),
-    ("cbe-group-zero", lambda e: codebook_effective_bits(4, 0, 4096), ValueError, r"group_size=0 must be at least 1"),
-    ("cbe-bits-9", lambda e: codebook_effective_bits(9, 64, 4096), ValueError, r"bits=9 must be between 1 and 8"),
-    ("cbe-bits-float", lambda e: codebook_effective_bits(4.0, 64, 4096), TypeError, r"bits=4.0 must be an int"),
-    ("cbe-numel-float", lambda e: codebook_effective_bits(4, 64, 1e6), TypeError, r"numel=1000000.0 must be an int"),
+    ("cbe-numel-negative", lambda e: effective_bits_codebook(4, PerGroup(64), -5), ValueError, r"numel=-5 must be at least 1"),
+    ("cbe-numel-zero", lambda e: effective_bits_codebook(4, PerGroup(64), 0), ValueError, r"numel=0 must be at least 1"),
+    ("cbe-group-zero", lambda e: effective_bits_codebook(4, PerGroup(0), 4096), ValueError, r"PerGroup group_size must be at least 1"),
+    ("cbe-group-int", lambda e: effective_bits_codebook(4, 64, 4096), TypeError, r"pass quant.PerGroup\(64\), not 64$"),
+    ("cbe-per-row", lambda e: effective_bits_codebook(4, PerChannel(0), 4096), ValueError, r"the bits per weight need the number of weights per scale: pass quant.PerGroup\(size\) \(for one scale per row, quant.PerGroup\(in_features\)\)"),
+    ("cbe-bits-9", lambda e: effective_bits_codebook(9, PerGroup(64), 4096), ValueError, r"bits=9 must be between 1 and 8"),
+    ("cbe-bits-float", lambda e: effective_bits_codebook(4.0, PerGroup(64), 4096), TypeError, r"bits=4.0 must be an int"),
+    ("cbe-numel-float", lambda e: effective_bits_codebook(4, PerGroup(64), 1e6), TypeError, r"numel=1000000.0 must be an int"),
     # ---- activation_aware
     ("awq-inputs-empty", lambda e: awq_search(e.w, torch.empty(0, 64)), ValueError, r"inputs is empty \(shape \(0, 64\)\)"),
-    ("awq-inputs-width", lambda e: awq_search(e.w, e.x[:, :32], 4, 32), ValueError, r"inputs must be \(tokens, 64\), got \(32, 32\)"),
-    ("awq-inputs-1d", lambda e: awq_search(e.w, e.x[0], 4, 32), ValueError, r"inputs must be \(tokens, 64\), got \(64,\)"),
-    ("awq-inputs-nan", lambda e: awq_search(e.w, _with(e.x, (0, 0), NAN), 4, 32), ValueError, r"inputs holds 1 NaN/inf"),
-    ("awq-inputs-int", lambda e: awq_search(e.w, torch.ones(4, 64, dtype=torch.long), 4, 32), TypeError, r"inputs must be a floating-point tensor"),
-    ("awq-inputs-list", lambda e: awq_search(e.w, [[1.0] * 64], 4, 32), TypeError, r"inputs must be a torch.Tensor"),
-    ("awq-weight-list", lambda e: awq_search([[1.0] * 64], e.x, 4, 32), TypeError, r"weight must be a torch.Tensor"),
-    ("awq-weight-1d", lambda e: awq_search(torch.randn(64), e.x, 4, 32), ValueError, r"weight must be 2-D"),
-    ("awq-weight-nan", lambda e: awq_search(_with(e.w, (0, 0), NAN), e.x, 4, 32), ValueError, r"weight holds 1 NaN/inf"),
-    ("awq-weight-overflow", lambda e: awq_search(e.w * 1e7, e.x, 4, 32), ValueError, r"too wide for torch.float16 scales"),
-    ("awq-grid-zero", lambda e: awq_search(e.w, e.x, 4, 32, grid=0), ValueError, r"grid=0 must be at least 1"),
-    ("awq-grid-float", lambda e: awq_search(e.w, e.x, 4, 32, grid=2.0), TypeError, r"grid=2.0 must be an int"),
-    ("awq-bits-9", lambda e: awq_search(e.w, e.x, 9, 32), ValueError, r"bits=9 must be between 2 and 8"),
-    ("awq-group-not-dividing", lambda e: awq_search(e.w, e.x, 4, 48), ValueError, r"in_features=64 is not a multiple of group_size=48"),
+    ("awq-inputs-width", lambda e: awq_search(e.w, e.x[:, :32], 4, PerGroup(32)), ValueError, r"inputs must be \(tokens, 64\), got \(32, 32\)"),
+    ("awq-inputs-1d", lambda e: awq_search(e.w, e.x[0], 4, PerGroup(32)), ValueError, r"inputs must be \(tokens, 64\), got \(64,\)"),
+    ("awq-inputs-nan", lambda e: awq_search(e.w, _with(e.x, (0, 0), NAN), 4, PerGroup(32)), ValueError, r"inputs holds 1 NaN/inf"),
+    ("awq-inputs-int", lambda e: awq_search(e.w, torch.ones(4, 64, dtype=torch.long), 4, PerGroup(32)), TypeError, r"inputs must be a floating-point tensor"),
+    ("awq-inputs-list", lambda e: awq_search(e.w, [[1.0] * 64], 4, PerGroup(32)), TypeError, r"inputs must be a torch.Tensor"),
+    ("awq-weight-list", lambda e: awq_search([[1.0] * 64], e.x, 4, PerGroup(32)), TypeError, r"weight must be a torch.Tensor"),
+    ("awq-weight-1d", lambda e: awq_search(torch.randn(64), e.x, 4, PerGroup(32)), ValueError, r"weight must be 2-D"),
+    ("awq-weight-nan", lambda e: awq_search(_with(e.w, (0, 0), NAN), e.x, 4, PerGroup(32)), ValueError, r"weight holds 1 NaN/inf"),
+    ("awq-weight-overflow", lambda e: awq_search(e.w * 1e7, e.x, 4, PerGroup(32)), ValueError, r"too wide for torch.float16 scales"),
+    ("awq-grid-zero", lambda e: awq_search(e.w, e.x, 4, PerGroup(32), grid=0), ValueError, r"grid=0 must be at least 1"),
+    ("awq-grid-float", lambda e: awq_search(e.w, e.x, 4, PerGroup(32), grid=2.0), TypeError, r"grid=2.0 must be an int"),
+    ("awq-bits-9", lambda e: awq_search(e.w, e.x, 9, PerGroup(32)), ValueError, r"bits=9 must be between 2 and 8"),
+    ("awq-group-not-dividing", lambda e: awq_search(e.w, e.x, 4, PerGroup(48)), ValueError, r"in_features=64 is not a multiple of the group size in PerGroup\(48\)"),
+    ("awq-group-int", lambda e: awq_search(e.w, e.x, 4, 32), TypeError, r"pass quant.PerGroup\(32\), not 32"),
     ("aaw-inputs-empty", lambda e: activation_aware_weight(e.w, torch.empty(0, 64)), ValueError, r"inputs is empty"),
-    ("aaw-symmetric-str", lambda e: activation_aware_weight(e.w, e.x, 4, 32, "yes"), TypeError, r"symmetric='yes' must be True or False"),
+    ("aaw-symmetric-str", lambda e: activation_aware_weight(e.w, e.x, 4, PerGroup(32), "yes"), TypeError, r"symmetric='yes' must be True or False"),
     # ---- smoothing
     ("sf-alpha-str", lambda e: smoothing_factors(e.x.abs().amax(0), e.w, "0.5"), TypeError, r"alpha must be a number, not str '0.5'"),
     ("sf-alpha-nan", lambda e: smoothing_factors(e.x.abs().amax(0), e.w, NAN), ValueError, r"alpha=nan must lie in \[0, 1\]"),
@@ -343,10 +367,12 @@ CASES = [
     ("unpack-0d", lambda e: packing.unpack(T(3, dtype=torch.uint8), 4), ValueError, r"packed must have at least one dimension"),
     ("pb-count-float", lambda e: packing.packed_bytes(1.5, 4), TypeError, r"count=1.5 must be an int"),
     ("pb-count-negative", lambda e: packing.packed_bytes(-1, 4), ValueError, r"count=-1 must be at least 0"),
-    ("eb-group-zero", lambda e: packing.effective_bits(4, 0), ValueError, r"group_size=0 must be at least 1"),
-    ("eb-group-float", lambda e: packing.effective_bits(4, 64.0), TypeError, r"group_size=64.0 must be an int"),
-    ("eb-scale-bits-negative", lambda e: packing.effective_bits(4, 64, scale_bits=-16), ValueError, r"scale_bits=-16 must be at least 0"),
-    ("eb-zero-point-bits-bool", lambda e: packing.effective_bits(4, 64, zero_point_bits=True), TypeError, r"zero_point_bits=True must be an int"),
+    ("eb-group-zero", lambda e: packing.effective_bits(4, PerGroup(0)), ValueError, r"PerGroup group_size must be at least 1"),
+    ("eb-group-float", lambda e: packing.effective_bits(4, 64.0), TypeError, r"granularity must be quant.PerGroup\(size\), got float 64.0"),
+    ("eb-group-int", lambda e: packing.effective_bits(4, 64), TypeError, r"granularity=64 is a bare int: pass quant.PerGroup\(64\), not 64$"),
+    ("eb-per-row", lambda e: packing.effective_bits(4, PerChannel(0)), ValueError, r"quant.PerGroup\(in_features\)"),
+    ("eb-scale-bits-negative", lambda e: packing.effective_bits(4, PerGroup(64), scale_bits=-16), ValueError, r"scale_bits=-16 must be at least 0"),
+    ("eb-zero-point-bits-bool", lambda e: packing.effective_bits(4, PerGroup(64), zero_point_bits=True), TypeError, r"zero_point_bits=True must be an int"),
 ]
 
 
@@ -372,14 +398,14 @@ def test_the_remedy_the_overflow_message_names_works(e):
     """Weights whose FP16 scales overflow are refused; scale_dtype=torch.float32 (what the message says) quantizes them."""
     big = e.w * 1e7
     with pytest.raises(ValueError, match="scale_dtype=torch.float32"):
-        W.fake_quantize(big, 4, 32)
-    out = W.fake_quantize(big, 4, 32, scale_dtype=torch.float32)
+        W.fake_quantize_affine(big, 4, PerGroup(32))
+    out = W.fake_quantize_affine(big, 4, PerGroup(32), scale_dtype=torch.float32)
     assert bool(torch.isfinite(out).all()) and float((out - big).abs().max()) <= float(big.abs().max()) / 7
 
 
 def test_fp16_activations_are_searched_in_fp32(e):
     x16 = e.x.half()
-    assert torch.equal(awq_search(e.w, x16, 4, 32, grid=4).weight, awq_search(e.w, x16.float(), 4, 32, grid=4).weight)
+    assert torch.equal(awq_search(e.w, x16, 4, PerGroup(32), grid=4).weight, awq_search(e.w, x16.float(), 4, PerGroup(32), grid=4).weight)
 
 
 def test_edge_values_that_are_allowed(e):
@@ -390,7 +416,7 @@ def test_edge_values_that_are_allowed(e):
     with torch.inference_mode():
         assert torch.equal(CachedDecoder(e.gpt)(T([[1]]), T([0])), CachedDecoder(e.gpt)(T([[1]]), T(0)))
     assert packing.packed_bytes(0, 4) == 0 and outlier_channels(torch.zeros(4)).tolist() == []
-    assert codebook_effective_bits(1, 1, 1) == 1 + 16 + 32
+    assert effective_bits_codebook(1, PerGroup(1), 1) == 1 + 16 + 32
 
 
 def test_checks_leave_the_compiled_decoder_in_one_graph(e):

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from qhelpers.codebook import (codebook_dequantize, codebook_effective_bits, codebook_quantize, fake_quantize_codebook,
-                               kmeans_1d)
-from qhelpers.weight_only import fake_quantize
+from qhelpers.codebook import (choose_qparams_codebook, dequantize_codebook, effective_bits_codebook, fake_quantize_codebook,
+                               kmeans_1d, quantize_codebook)
+from qhelpers.quant import PerChannel, PerGroup
+from qhelpers.weight_only import fake_quantize_affine
 
 
 def test_kmeans_finds_separated_clusters_and_is_deterministic():
@@ -35,12 +36,22 @@ def test_lloyd_iterations_never_increase_the_error():
 @pytest.mark.parametrize("bits", [3, 4])
 def test_codebook_beats_an_even_grid_on_bell_shaped_weights(bits):
     w = torch.randn(64, 256, generator=torch.Generator().manual_seed(0)) * 0.02
-    codes, codebook, scale = codebook_quantize(w, bits, 64)
+    codebook, scale = choose_qparams_codebook(w, bits, PerGroup(64))
+    codes = quantize_codebook(w, codebook, scale)
     assert codes.dtype == torch.uint8 and int(codes.max()) < 2**bits and codebook.shape == (2**bits,)
     assert scale.shape == (64, 4) and scale.dtype == torch.float16
-    w_cb = codebook_dequantize(codes, codebook, scale)
-    assert torch.equal(w_cb, fake_quantize_codebook(w, bits, 64))
+    w_cb = dequantize_codebook(codes, codebook, scale)
+    assert torch.equal(w_cb, fake_quantize_codebook(w, bits, PerGroup(64)))
     err_cb = float(((w_cb - w) ** 2).mean())
-    err_rtn = float(((fake_quantize(w, bits, 64, symmetric=True) - w) ** 2).mean())
+    err_rtn = float(((fake_quantize_affine(w, bits, PerGroup(64), symmetric=True) - w) ** 2).mean())
     assert err_cb < err_rtn
-    assert codebook_effective_bits(bits, 64, w.numel()) == bits + 16 / 64 + 16 * 2**bits / w.numel()
+    assert effective_bits_codebook(bits, PerGroup(64), w.numel()) == bits + 16 / 64 + 16 * 2**bits / w.numel()
+
+
+def test_one_scale_per_row_is_the_group_of_a_whole_row():
+    w = torch.randn(16, 64, generator=torch.Generator().manual_seed(2)) * 0.02
+    codebook, scale = choose_qparams_codebook(w, 3, PerChannel(0))
+    assert scale.shape == (16, 1)
+    assert torch.equal(fake_quantize_codebook(w, 3, PerChannel(0)), fake_quantize_codebook(w, 3, PerGroup(64)))
+    assert torch.equal(dequantize_codebook(quantize_codebook(w, codebook, scale), codebook, scale),
+                       fake_quantize_codebook(w, 3, PerChannel(0)))

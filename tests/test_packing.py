@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from qhelpers import packing
+from qhelpers.quant import PerChannel, PerGroup
 
 
 def _codes(bits: int, shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
@@ -66,9 +67,9 @@ def test_same_bytes_as_torchao_bitpacking_up_to_the_order_of_codes(bits):
 
 
 def test_effective_bits_and_packed_bytes():
-    assert packing.effective_bits(4, 64, scale_bits=16, zero_point_bits=8) == 4.375
-    assert packing.effective_bits(4, 32) == 4.5
-    assert packing.effective_bits(8, 128, scale_bits=32) == 8.25
+    assert packing.effective_bits(4, PerGroup(64), scale_bits=16, zero_point_bits=8) == 4.375
+    assert packing.effective_bits(4, PerGroup(32)) == 4.5
+    assert packing.effective_bits(8, PerGroup(128), scale_bits=32) == 8.25
     assert packing.packed_bytes(10, 3) == 4
     assert packing.packed_bytes(0, 4) == 0
 
@@ -85,7 +86,9 @@ def test_effective_bits_and_packed_bytes():
         (lambda: packing.pack(torch.zeros(2, dtype=torch.uint8), 4.0), TypeError, "bits=4.0 must be an int"),
         (lambda: packing.unpack(torch.zeros(2, dtype=torch.int8), 4), TypeError, "uint8"),
         (lambda: packing.unpack(torch.zeros(4, dtype=torch.uint8), 3), ValueError, "whole number of 3-bit chunks"),
-        (lambda: packing.effective_bits(4, 0), ValueError, "group_size"),
+        (lambda: packing.effective_bits(4, PerGroup(0)), ValueError, "group_size"),
+        (lambda: packing.effective_bits(4, 64), TypeError, r"pass quant.PerGroup\(64\), not 64"),
+        (lambda: packing.effective_bits(4, PerChannel(0)), ValueError, r"quant.PerGroup\(in_features\)"),
         (lambda: packing.packed_bytes(-1, 4), ValueError, "count"),
     ],
 )

@@ -1,4 +1,4 @@
-"""qhelpers.weight_only: bit for bit with torchao's quant_primitives; packed layers; the swap walker."""
+"""qhelpers.weight_only: bit for bit with torchao's quant_primitives (under their names); packed layers; the swap walker."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ import torch
 from torch import nn
 
 from qhelpers import weight_only as W
+from qhelpers.quant import EPS, PerChannel, PerGroup
 from qhelpers.transformer import GPT, GPTConfig
+
+ROW = PerChannel(0)  # one scale per output row (torchao's block_size=(1, in_features))
 
 
 def _weight(seed: int = 0, shape=(48, 256)) -> torch.Tensor:
@@ -23,23 +26,23 @@ def _weight(seed: int = 0, shape=(48, 256)) -> torch.Tensor:
 
 @pytest.mark.parametrize("bits", [2, 3, 4, 8])
 @pytest.mark.parametrize("symmetric", [True, False])
-@pytest.mark.parametrize("group_size", [32, 64, 128, None])
-def test_bit_for_bit_with_torchao_quant_primitives(bits, symmetric, group_size):
+@pytest.mark.parametrize("granularity", [PerGroup(32), PerGroup(64), PerGroup(128), ROW], ids=str)
+def test_bit_for_bit_with_torchao_quant_primitives(bits, symmetric, granularity):
     from torchao.quantization.quant_primitives import MappingType, choose_qparams_affine, dequantize_affine, quantize_affine
 
     w = _weight(bits)
-    block = (1, w.shape[1] if group_size is None else group_size)
-    qmin, qmax = W.quant_range(bits, symmetric)
+    block = (1, granularity.group_size if isinstance(granularity, PerGroup) else w.shape[1])
+    qmin, qmax = W.quant_range_affine(bits, symmetric)
     mapping = MappingType.SYMMETRIC if symmetric else MappingType.ASYMMETRIC
     dtype = torch.int8 if symmetric else torch.uint8
-    scale_t, zp_t = choose_qparams_affine(w, mapping, block, dtype, qmin, qmax, eps=W.EPS, scale_dtype=torch.float16,
+    scale_t, zp_t = choose_qparams_affine(w, mapping, block, dtype, qmin, qmax, eps=EPS, scale_dtype=torch.float16,
                                           zero_point_dtype=torch.int32)
     codes_t = quantize_affine(w, block, scale_t, zp_t, dtype, qmin, qmax)
     values_t = dequantize_affine(codes_t, block, scale_t, zp_t, dtype, qmin, qmax)
 
-    scale, zp = W.choose_qparams(w, bits, group_size, symmetric)
-    codes = W.quantize(w, scale, zp, bits, symmetric)
-    values = W.dequantize(codes, scale, zp)
+    scale, zp = W.choose_qparams_affine(w, bits, granularity, symmetric)
+    codes = W.quantize_affine(w, scale, zp, bits, symmetric)
+    values = W.dequantize_affine(codes, scale, zp)
     assert scale.dtype == torch.float16 and torch.equal(scale, scale_t.reshape(scale.shape))
     if symmetric:
         assert zp is None and bool((zp_t == 0).all())
@@ -47,34 +50,36 @@ def test_bit_for_bit_with_torchao_quant_primitives(bits, symmetric, group_size):
         assert zp.dtype == torch.uint8 and torch.equal(zp.to(torch.int32), zp_t.reshape(zp.shape))
     assert torch.equal(codes.to(torch.int32), codes_t.to(torch.int32))
     assert torch.equal(values, values_t)
-    assert torch.equal(W.fake_quantize(w, bits, group_size, symmetric), values_t)
+    assert torch.equal(W.fake_quantize_affine(w, bits, granularity, symmetric), values_t)
 
 
 def test_codes_stay_in_range_and_the_error_is_half_a_step():
     w = _weight(1)
     for symmetric in (True, False):
-        scale, zp = W.choose_qparams(w, 4, 64, symmetric)
-        codes = W.quantize(w, scale, zp, 4, symmetric)
-        lo, hi = W.quant_range(4, symmetric)
+        scale, zp = W.choose_qparams_affine(w, 4, PerGroup(64), symmetric)
+        codes = W.quantize_affine(w, scale, zp, 4, symmetric)
+        lo, hi = W.quant_range_affine(4, symmetric)
         assert int(codes.min()) >= lo and int(codes.max()) <= hi
-        err = (W.dequantize(codes, scale, zp) - w).abs().reshape(48, 4, 64)
+        err = (W.dequantize_affine(codes, scale, zp) - w).abs().reshape(48, 4, 64)
         step = scale.float().unsqueeze(-1)
         # rounding moves a weight by half a step at most; symmetric clips +max|w| (7.5 steps) to 7: half a step too.
         # 1 % slack: the step is stored in FP16.
         assert bool((err <= step / 2 * 1.01 + 1e-7).all())
 
 
-@pytest.mark.parametrize("bits, group_size, symmetric", [(8, None, True), (4, 64, False), (4, 32, True), (3, 64, False), (2, 128, False)])
-def test_weight_only_linear_is_packed_and_computes_with_the_fake_quantized_weight(bits, group_size, symmetric):
+@pytest.mark.parametrize("bits, granularity, symmetric", [(8, ROW, True), (4, PerGroup(64), False), (4, PerGroup(32), True),
+                                                          (3, PerGroup(64), False), (2, PerGroup(128), False)])
+def test_weight_only_linear_is_packed_and_computes_with_the_fake_quantized_weight(bits, granularity, symmetric):
     torch.manual_seed(0)
     lin = nn.Linear(256, 48)
-    layer = W.WeightOnlyLinear.from_linear(lin, bits, group_size, symmetric)
+    layer = W.WeightOnlyLinear.from_linear(lin, bits, granularity, symmetric)
     assert layer.packed.dtype == torch.uint8 and layer.packed.shape == (48, 256 * bits // 8)
-    expected_w = W.fake_quantize(lin.weight.detach(), bits, group_size, symmetric)
+    assert layer.granularity == granularity and str(granularity) in repr(layer)
+    expected_w = W.fake_quantize_affine(lin.weight.detach(), bits, granularity, symmetric)
     assert torch.equal(layer.dequantized_weight(), expected_w)
     x = torch.randn(3, 5, 256)
     assert torch.equal(layer(x), nn.functional.linear(x, expected_w, lin.bias))
-    g = 256 if group_size is None else group_size
+    g = 256 if granularity == ROW else granularity.group_size
     assert layer.effective_bits() == bits + (16 + (0 if symmetric else 8)) / g
     stored = sum(t.numel() * t.element_size() for t in layer.state_dict().values() if t is not None)
     assert stored == 48 * 256 * bits // 8 + 48 * (256 // g) * (2 + (0 if symmetric else 1)) + 48 * 4  # + FP32 bias
@@ -84,12 +89,12 @@ def test_walker_keeps_head_and_embeddings_by_default_and_leaves_the_original_alo
     torch.manual_seed(0)
     model = GPT(GPTConfig(n_layer=2, n_embd=64, n_head=2, block_size=16)).eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    q = W.quantize_weight_only(model, 4, 32)
+    q = W.quantize_weight_only(model, 4, PerGroup(32))
     swapped = sorted(n for n, m in q.named_modules() if isinstance(m, W.WeightOnlyLinear))
     assert swapped == sorted(f"h.{i}.{n}" for i in range(2) for n in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"))
     assert type(q.lm_head) is nn.Linear and type(q.wte) is nn.Embedding
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
-    everything = W.quantize_weight_only(model, 8, None, True, include=lambda n, m: isinstance(m, (nn.Linear, nn.Embedding)))
+    everything = W.quantize_weight_only(model, 8, ROW, True, include=lambda n, m: isinstance(m, (nn.Linear, nn.Embedding)))
     assert isinstance(everything.lm_head, W.WeightOnlyLinear) and isinstance(everything.wte, W.WeightOnlyEmbedding)
     idx = torch.randint(0, 65, (2, 16))
     assert (everything(idx) - model(idx)).abs().max() < 0.05
@@ -98,8 +103,8 @@ def test_walker_keeps_head_and_embeddings_by_default_and_leaves_the_original_alo
 def test_replace_weights_simulates_the_packed_model_exactly():
     torch.manual_seed(0)
     model = GPT(GPTConfig(n_layer=1, n_embd=64, n_head=2, block_size=16)).eval()
-    packed = W.quantize_weight_only(model, 4, 32)
-    simulated = W.replace_weights(model, lambda n, m: W.fake_quantize(m.weight.detach(), 4, 32))
+    packed = W.quantize_weight_only(model, 4, PerGroup(32))
+    simulated = W.replace_weights(model, lambda n, m: W.fake_quantize_affine(m.weight.detach(), 4, PerGroup(32)))
     idx = torch.randint(0, 65, (2, 16))
     assert torch.equal(packed(idx), simulated(idx))
 
@@ -108,26 +113,26 @@ def test_torchao_intx_int4_stores_the_values_of_our_symmetric_int4():
     """IntxWeightOnlyConfig(int4, PerGroup) with FP16 scales dequantizes to exactly our symmetric 4-bit weight."""
     import copy
 
-    from torchao.quantization import IntxWeightOnlyConfig, PerGroup, quantize_
+    import torchao.quantization as tq
 
     torch.manual_seed(0)
     lin = nn.Linear(128, 32, bias=False)
     theirs = copy.deepcopy(lin)
-    quantize_(theirs, IntxWeightOnlyConfig(weight_dtype=torch.int4, granularity=PerGroup(32), scale_dtype=torch.float16))
-    ours = W.fake_quantize(lin.weight.detach(), 4, 32, symmetric=True)
+    tq.quantize_(theirs, tq.IntxWeightOnlyConfig(weight_dtype=torch.int4, granularity=tq.PerGroup(32), scale_dtype=torch.float16))
+    ours = W.fake_quantize_affine(lin.weight.detach(), 4, PerGroup(32), symmetric=True)
     assert torch.equal(theirs.weight.dequantize().float(), ours)
 
 
 @pytest.mark.parametrize(
     "call, error, match",
     [
-        (lambda: W.choose_qparams(torch.randn(4, 64), 1, 32), ValueError, "bits=1"),
-        (lambda: W.choose_qparams(torch.randn(4, 64), 4, 48), ValueError, "not a multiple of group_size=48"),
-        (lambda: W.choose_qparams(torch.randn(4, 64), 4, 0), ValueError, "group_size=0"),
-        (lambda: W.choose_qparams(torch.randn(64), 4, 32), ValueError, r"w must be 2-D \(out_features, in_features\)"),
-        (lambda: W.choose_qparams(torch.randn(4, 64), 4, 32, symmetric="yes"), TypeError, "symmetric"),
+        (lambda: W.choose_qparams_affine(torch.randn(4, 64), 1, PerGroup(32)), ValueError, "bits=1"),
+        (lambda: W.choose_qparams_affine(torch.randn(4, 64), 4, PerGroup(48)), ValueError, r"not a multiple of the group size in PerGroup\(48\)"),
+        (lambda: W.choose_qparams_affine(torch.randn(4, 64), 4, 32), TypeError, r"pass quant.PerGroup\(32\), not 32"),
+        (lambda: W.choose_qparams_affine(torch.randn(64), 4, PerGroup(32)), ValueError, r"w must be 2-D \(out_features, in_features\)"),
+        (lambda: W.choose_qparams_affine(torch.randn(4, 64), 4, PerGroup(32), symmetric="yes"), TypeError, "symmetric"),
         (lambda: W.WeightOnlyLinear.from_linear(nn.Conv2d(1, 1, 1)), TypeError, "nn.Linear"),
-        (lambda: W.quantize_weight_only(nn.Sequential(nn.Linear(4, 4), nn.ReLU()), 4, 4, include=lambda n, m: True), TypeError,
+        (lambda: W.quantize_weight_only(nn.Sequential(nn.Linear(4, 4), nn.ReLU()), 4, PerGroup(4), include=lambda n, m: True), TypeError,
          "only nn.Linear and nn.Embedding"),
     ],
 )
@@ -145,7 +150,7 @@ def test_weight_as_computed_reads_back_any_linear_layer():
     torch.manual_seed(0)
     lin = nn.Linear(128, 32)
     assert torch.allclose(W.weight_as_computed(lin), lin.weight, atol=1e-6)
-    packed = W.WeightOnlyLinear.from_linear(lin, 4, 64)
+    packed = W.WeightOnlyLinear.from_linear(lin, 4, PerGroup(64))
     assert torch.allclose(W.weight_as_computed(packed), packed.dequantized_weight(), atol=1e-6)
     opaque = copy.deepcopy(lin)
     quantize_(opaque, PrototypeInt4WeightOnlyConfig(group_size=64, set_inductor_config=False))
