@@ -165,7 +165,7 @@ def test_claim_limits_are_data_beside_the_notebooks():
     for dataset in ("mnist", "fashion-mnist", "quick"):
         assert set(claim_limits("mnist-cnn", dataset)) == {"fp32_min", "int8_max_drop_pp", "agreement_min",
                                                           "noise_pp", "qat_vs_best_ptq_pp", "qat_min_recovery"}
-    for configuration in ("full", "imagenet", "quick"):
+    for configuration in ("mnist", "fashion-mnist", "imagenet", "quick"):
         assert set(claim_limits("resnet18", configuration)) == {"fp32_min", "int8_tol_pp", "calibration_max_drop_pp"}
     assert claim_limits("concepts", "default")["sqnr_db_per_bit"] == {"at_least": 5.5, "at_most": 6.5}
     assert set(claim_limits("fp16-int8", "default")) == {"accuracy_fp32_cnn", "accuracy_fp32_mlp", "cnn_torchao_dynamic_size_ratio"}
