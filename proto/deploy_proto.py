@@ -131,9 +131,14 @@ def main() -> None:
     print(f"{args.model}: {len(test.dataset)} eval images, {len(calibration)} calibration batches of 32; "
           f"latency at {tuple(timing['bs1'].shape[1:])}")
 
+    timed: dict[str, object] = {}
+
     def latency(name: str, fn) -> None:
-        for label, x in timing.items():
-            row(name, **{f"{label} ms": bench.latency(fn, x, repeats=P["latency_repeats"], warmup=2, threads=2).median_ms})
+        """Keep ``fn`` to be timed at the end, round-robin with every other variant (bench.interleaved_latency):
+        a burst of other work on the machine then slows every variant alike."""
+        if isinstance(fn, torch.nn.Module):
+            fn.eval()
+        timed[name] = fn
 
     def accuracy(name: str, fn, loader=None) -> None:
         row(name, **{"accuracy %": 100 * evaluate(fn, loader or test).accuracy})
@@ -278,10 +283,10 @@ def main() -> None:
     with step("ORT quantize"):
         for name, kw in variants.items():
             stem = name.replace(" ", "_")
-            timed = P["ort_latency_all"] or kw.get("method") in (None, "minmax")  # same graph, other scales: same speed
+            time_it = P["ort_latency_all"] or kw.get("method") in (None, "minmax")  # same graph, other scales: same speed
             row(name, bytes=onnx_pair(stem, lambda p: runtimes.quantize_onnx_static(out / "fp32_pre.onnx", p, calibration, **kw),
                                       (lambda p: runtimes.quantize_onnx_static(out / "fp32_pre_224.onnx", p, twin_calibration, **kw))
-                                      if timed else None))
+                                      if time_it else None))
         row("ORT INT8 dynamic", bytes=onnx_pair("ORT_INT8_dynamic",
                                                 lambda p: runtimes.quantize_onnx_dynamic(out / "fp32_pre.onnx", p),
                                                 lambda p: runtimes.quantize_onnx_dynamic(out / "fp32_pre_224.onnx", p)))
@@ -318,6 +323,11 @@ def main() -> None:
                     et = runtimes.executorch_module(out / f"et_{stem}_224.pte")
                 latency(name, et)
 
+    with step("latency (round-robin)"):
+        for label, x in timing.items():
+            calls = {name: (lambda fn=fn, x=x: fn(x)) for name, fn in timed.items()}
+            for name, lat in bench.interleaved_latency(calls, repeats=P["latency_repeats"], warmup=2, threads=2).items():
+                row(name, **{f"{label} ms": lat.median_ms})
     table = pd.DataFrame.from_dict(rows, orient="index")
     cols = [c for c in ("bytes", "bytes with unused FP32", "reload s", "warm reload s", "bit-identical", "accuracy %",
                         "bs1 ms", "bs8 ms", "convs") if c in table]
