@@ -13,7 +13,8 @@ see ARCHITECTURE.md), each reading top-down as its lesson does:
   (FP16/BF16 casts, dynamic INT8), ``sensitivity``, ``weight_only`` (group-wise W8A16/W4A16),
   ``codebook`` (k-means codebooks), ``activations`` (captured inputs, outlier channels),
   ``activation_aware`` (AWQ-style scaling), ``smoothing`` (SmoothQuant);
-- measurement: ``bench`` (size, storage, latency), ``plots``.
+- measurement: ``bench`` (size, storage, latency), ``plots``;
+- deployment: ``serialization`` (saving, reloading in a fresh process), ``runtimes`` (ONNX Runtime, ExecuTorch).
 
 The course machinery lives in the sub-package ``qhelpers.course`` (the book runner, ``record``/``claim``,
 ``setup``, exercises and their solutions, data fetching, the checkpoint cache and the trained-model zoo);
