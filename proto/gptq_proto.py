@@ -36,6 +36,7 @@ def main() -> None:
     ap.add_argument("--bits", type=int, nargs="+", default=[4, 3, 2])
     ap.add_argument("--groups", type=int, nargs="+", default=[32, 64])
     ap.add_argument("--calibration", type=int, default=16)
+    ap.add_argument("--iters", type=int, default=800)
     ap.add_argument("--eval-windows", type=int, default=256)
     ap.add_argument("--sweep", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
@@ -45,7 +46,7 @@ def main() -> None:
     for seed in args.seeds:
         course.setup(seed, threads=args.threads)
         t0 = time.time()
-        model, splits, history, cached = zoo.trained_gpt(iters=800, seed=seed)
+        model, splits, history, cached = zoo.trained_gpt(iters=args.iters, seed=seed)
         print(f"seed {seed}: model {'loaded' if cached else 'trained'} in {time.time() - t0:.0f} s "
               f"(training took {history.seconds:.0f} s)", flush=True)
         val = transformer.eval_windows(splits.val, 64, args.eval_windows)

@@ -30,6 +30,24 @@ from torch import nn
 
 from qhelpers import bench, hardware
 
+# The variants proposed for the chapter (exact labels).
+CHAPTER = ["FP32 eager", "BF16 eager", "torchao Int8WeightOnly eager", "torchao Int8WeightOnly bf16 compiled",
+           "torchao Int4 CPU g64 eager", "torchao Int4 CPU g64 bf16 eager", "_weight_int8pack_mm bf16",
+           "_weight_int4pack_mm_for_cpu g64 bf16", "fused GEMV int8 (compiled)", "ORT FP32 MatMul",
+           "ORT MatMulNBits 4-bit acc4", "ORT MatMulNBits 8-bit acc4"]
+_FILTER: dict[str, object] = {"labels": None, "exact": False}
+
+
+def wanted(label: str, prefix: bool = False) -> bool:
+    """Whether a variant (or, with ``prefix``, any variant whose label starts with ``label``) is to be built."""
+    labels, exact = _FILTER["labels"], _FILTER["exact"]
+    if not labels:
+        return True
+    if prefix:  # (substring filters cannot tell which configs they need: build them all)
+        return not exact or any(o.startswith(label) for o in labels)
+    return any(o == label if exact else o in label for o in labels)
+
+
 GROUP = 64  # weights per scale of the 4-bit paths (torchao's CPU INT4 takes 32, 64 or 128)
 
 
@@ -84,6 +102,8 @@ def torchao_variants(fp32: nn.Sequential) -> dict[str, tuple[nn.Module, torch.dt
         (f"torchao Int4 CPU g{GROUP} bf16", PrototypeInt4WeightOnlyConfig(group_size=GROUP, set_inductor_config=False), torch.bfloat16),
         ("torchao W8A8 dynamic", Int8DynamicActivationInt8WeightConfig(set_inductor_config=False), torch.float32),
     ]:
+        if not wanted(label + " ", prefix=True):
+            continue
         m = copy.deepcopy(fp32).to(dtype)
         quantize_(m, cfg)
         out[label] = (m, dtype)
@@ -134,38 +154,35 @@ def raw_variants(fp32: nn.Sequential, compiled: bool = True) -> dict[str, tuple[
     """PyTorch's CPU weight-only kernels called directly, and the fused-GEMV functions: (step, bytes, activation dtype)."""
     ws = [layer.weight.detach() for layer in fp32]
     i8 = [int8_codes(w) for w in ws]
-    i4 = [int4_codes(w) for w in ws]
-    # tinygemm's CPU format: int32 codes 0..15 packed by ATen, (K/g, N, 2) scales and zeros in the activation dtype
-    tiny = []
-    for w in ws:
-        n, k = w.shape
-        groups = w.reshape(n, k // GROUP, GROUP)
-        lo, hi = groups.amin(-1), groups.amax(-1)
-        scale = ((hi - lo) / 15).clamp(min=1e-6)
-        q = torch.clamp(torch.round((groups - lo[..., None]) / scale[..., None]), 0, 15).to(torch.int32).reshape(n, k)
-        zero = lo + scale * 8  # tinygemm: w = (q - 8) * scale + zero
-        tiny.append((torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1), scale, zero))
     b8 = sum(w.numel() + s.numel() * 4 for w, s in i8)
-    b4 = sum(p.numel() + s.numel() * 2 + z.numel() for p, s, z in i4)  # packed codes, FP16 scales, uint8 zeros
 
-    def tiny_step(dtype):
-        sz = [torch.stack([s, z], -1).transpose(0, 1).contiguous().to(dtype) for _, s, z in tiny]
-        packed = [p for p, _, _ in tiny]
-
-        def step(x):
-            for p, q in zip(packed, sz):
-                x = torch.ops.aten._weight_int4pack_mm_for_cpu(x, p, GROUP, q)
-            return x
-        return step, sum(p.numel() for p in packed) + sum(q.numel() * q.element_size() for q in sz)
-
-    def int8pack_step(dtype):
+    def int8pack(dtype):
         ss = [s.to(dtype) for _, s in i8]
 
         def step(x):
             for (w, _), s in zip(i8, ss):
                 x = torch._weight_int8pack_mm(x, w, s)
             return x
-        return step
+        return step, b8
+
+    def int4pack(dtype):
+        # tinygemm's CPU format: int32 codes 0..15 packed by ATen, (K/g, N, 2) scales and zeros in the activation dtype
+        packed, sz = [], []
+        for w in ws:
+            n, k = w.shape
+            groups = w.reshape(n, k // GROUP, GROUP)
+            lo, hi = groups.amin(-1), groups.amax(-1)
+            scale = ((hi - lo) / 15).clamp(min=1e-6)
+            q = torch.clamp(torch.round((groups - lo[..., None]) / scale[..., None]), 0, 15).to(torch.int32).reshape(n, k)
+            zero = lo + scale * 8  # tinygemm: w = (q - 8) * scale + zero
+            packed.append(torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1))
+            sz.append(torch.stack([scale, zero], -1).transpose(0, 1).contiguous().to(dtype))
+
+        def step(x):
+            for p, q in zip(packed, sz):
+                x = torch.ops.aten._weight_int4pack_mm_for_cpu(x, p, GROUP, q)
+            return x
+        return step, sum(p.numel() for p in packed) + sum(q.numel() * q.element_size() for q in sz)
 
     def chain(fn, params):
         def step(x):
@@ -174,19 +191,30 @@ def raw_variants(fp32: nn.Sequential, compiled: bool = True) -> dict[str, tuple[
             return x
         return step
 
-    out = {
-        "_weight_int8pack_mm": (int8pack_step(torch.float32), b8, torch.float32),
-        "_weight_int8pack_mm bf16": (int8pack_step(torch.bfloat16), b8, torch.bfloat16),
+    def fused_int4():
+        i4 = [int4_codes(w) for w in ws]
+        b4 = sum(p.numel() + s.numel() * 2 + z.numel() for p, s, z in i4)  # packed codes, FP16 scales, uint8 zeros
+        return torch.compile(chain(gemv_int4, i4)), b4
+
+    makers = {
+        "_weight_int8pack_mm": (lambda: int8pack(torch.float32), torch.float32),
+        "_weight_int8pack_mm bf16": (lambda: int8pack(torch.bfloat16), torch.bfloat16),
+        f"_weight_int4pack_mm_for_cpu g{GROUP}": (lambda: int4pack(torch.float32), torch.float32),
+        f"_weight_int4pack_mm_for_cpu g{GROUP} bf16": (lambda: int4pack(torch.bfloat16), torch.bfloat16),
     }
-    for dtype, tag in ((torch.float32, ""), (torch.bfloat16, " bf16")):
-        step, nbytes = tiny_step(dtype)
-        out[f"_weight_int4pack_mm_for_cpu g{GROUP}{tag}"] = (step, nbytes, dtype)
-    if not compiled:
-        return out
-    out["fused GEMV int8 (compiled)"] = (torch.compile(chain(gemv_int8, i8)), b8, torch.float32)
-    out[f"fused GEMV int4 g{GROUP} (compiled)"] = (torch.compile(chain(gemv_int4, i4)), b4, torch.float32)
-    out["x @ (w_int8 * s).T (compiled)"] = (torch.compile(chain(dequant_matmul_int8, i8)), b8, torch.float32)
-    out["x @ (w_int8 * s).T bf16 (compiled)"] = (torch.compile(chain(dequant_matmul_int8, i8)), b8, torch.bfloat16)
+    if compiled:
+        makers.update({
+            "fused GEMV int8 (compiled)": (lambda: (torch.compile(chain(gemv_int8, i8)), b8), torch.float32),
+            f"fused GEMV int4 g{GROUP} (compiled)": (fused_int4, torch.float32),
+            "x @ (w_int8 * s).T (compiled)": (lambda: (torch.compile(chain(dequant_matmul_int8, i8)), b8), torch.float32),
+            "x @ (w_int8 * s).T bf16 (compiled)": (lambda: (torch.compile(chain(dequant_matmul_int8, i8)), b8),
+                                                   torch.bfloat16),
+        })
+    out = {}
+    for label, (make, dtype) in makers.items():
+        if wanted(label):
+            fn, nbytes = make()
+            out[label] = (fn, nbytes, dtype)
     return out
 
 
@@ -232,9 +260,12 @@ def ort_variants(fp32: nn.Sequential, threads: int) -> dict[str, tuple[Callable,
             return sess.run(None, {"x": x})[0]
         out[label] = (step, nbytes, "numpy")
 
-    session(model, "ORT FP32 MatMul")
+    if wanted("ORT FP32 MatMul"):
+        session(model, "ORT FP32 MatMul")
     for bits in (4, 8):
         for level in (0, 4):
+            if not wanted(f"ORT MatMulNBits {bits}-bit acc{level}"):
+                continue
             q = MatMulNBitsQuantizer(copy.deepcopy(model), bits=bits, block_size=GROUP if bits == 4 else 128,
                                      is_symmetric=False, accuracy_level=level)
             q.process()
@@ -244,8 +275,7 @@ def ort_variants(fp32: nn.Sequential, threads: int) -> dict[str, tuple[Callable,
 
 # --- timing ---------------------------------------------------------------------------------------------------
 
-def make_calls(width: int, depth: int, threads: int, *, compile_modules: bool, ort: bool, raw: bool,
-               only: set[str] | None) -> tuple[dict[str, Callable[[], object]], dict[str, int], dict[str, float]]:
+def make_calls(width: int, depth: int, threads: int, *, compile_modules: bool, ort: bool, raw: bool) -> tuple[dict[str, Callable[[], object]], dict[str, int], dict[str, float]]:
     """Zero-argument calls of every variant, their bytes read per step, and how long each took to set up (s).
 
     Modules run eager, compiled (inductor, no freezing) and, where it changes the kernel, compiled with freezing
@@ -257,7 +287,7 @@ def make_calls(width: int, depth: int, threads: int, *, compile_modules: bool, o
     x32, x16 = torch.randn(1, width), torch.randn(1, width).bfloat16()
 
     def add(label, make, x, b):
-        if only and not any(o in label for o in only):
+        if not wanted(label):
             return
         t0 = time.perf_counter()
         fn = make()
@@ -351,6 +381,7 @@ def main() -> None:
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--csv", default="")
+    ap.add_argument("--chapter", action="store_true", help="only the variants proposed for the chapter (see CHAPTER)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     hardware.separate_inductor_cache()  # inductor's disk cache does not key on the ISA cap: one folder per ISA
@@ -364,6 +395,7 @@ def main() -> None:
     if args.profile:
         profile(args.widths[-1], args.depth, args.threads)
         return
+    _FILTER["labels"], _FILTER["exact"] = (CHAPTER, True) if args.chapter else (args.only, False)
     if args.smoke:
         args.widths, args.depth, args.repeats = [128, 1024], 2, 5
     t = time.perf_counter()
@@ -374,7 +406,7 @@ def main() -> None:
     for w in args.widths:
         print(f"width {w}: FP32 weights {args.depth * w * w * 4 / 1e6:.1f} MB = {args.depth * w * w * 4 / l3:.2f}x L3")
     df = run(args.widths, args.depth, args.threads, args.repeats, bw, compile_modules=not args.no_compile,
-             ort=not args.no_ort, raw=not args.no_raw, only=set(args.only) if args.only else None)
+             ort=not args.no_ort, raw=not args.no_raw)
     pd.set_option("display.width", 250)
     pd.set_option("display.max_rows", 500)
     print(df.round(3).to_string(index=False))
