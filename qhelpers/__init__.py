@@ -12,8 +12,9 @@ see ARCHITECTURE.md), each reading top-down as its lesson does:
 - quantization: ``ptq`` (eager, FX, PT2E), ``qat`` (fake quantization, low-bit, QAT), ``convert``
   (FP16/BF16 casts, dynamic INT8), ``sensitivity``, ``weight_only`` (group-wise W8A16/W4A16),
   ``codebook`` (k-means codebooks), ``activations`` (captured inputs, outlier channels),
-  ``activation_aware`` (AWQ-style scaling), ``smoothing`` (SmoothQuant);
-- measurement: ``bench`` (size, storage, latency), ``plots``;
+  ``activation_aware`` (AWQ-style scaling), ``smoothing`` (SmoothQuant), ``gptq`` (GPTQ's error feedback);
+- measurement: ``bench`` (size, storage, latency), ``plots``, ``fidelity`` (KL divergence and top-1 agreement
+  of a quantized language model with its original);
 - deployment: ``serialization`` (saving, reloading in a fresh process), ``runtimes`` (ONNX Runtime, ExecuTorch).
 
 The course machinery lives in the sub-package ``qhelpers.course`` (the book runner, ``record``/``claim``,
