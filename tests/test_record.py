@@ -178,11 +178,11 @@ def test_claim_limits_are_data_beside_the_notebooks():
 def _chapter_sources() -> dict[str, str]:
     """Chapter id -> the code of its notebook, from book.yml."""
     import nbformat
-    import yaml
 
-    book = yaml.safe_load((ROOT / "book.yml").read_text(encoding="utf-8"))
-    return {c["id"]: "\n".join(cell.source for cell in nbformat.read(ROOT / c["notebook"], as_version=4).cells
-                                if cell.cell_type == "code") for c in book["chapters"]}
+    from qhelpers.course.book import load_book
+
+    return {c.id: "\n".join(cell.source for cell in nbformat.read(c.notebook, as_version=4).cells if cell.cell_type == "code")
+            for c in load_book(ROOT / "book.yml").chapters}
 
 
 def test_every_limit_is_read_by_its_chapter_and_every_read_limit_exists():
