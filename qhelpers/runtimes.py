@@ -266,8 +266,9 @@ def executorch_version() -> str | None:
 def native_logs_silenced():
     """Discard what C++ code writes to the process's standard output and error inside the block.
 
-    ExecuTorch's thread pool, on first use, logs its probing of the CPU (``[cpuinfo_utils.cpp:71] Reading
-    file ...``) straight to file descriptor 2, past Python's ``sys.stderr``: a notebook would show it. Python's
+    ExecuTorch's thread pool and its XNNPACK delegate, when they start, log their probing of the CPU
+    (``[cpuinfo_utils.cpp:71] Reading file ...``) straight to file descriptor 2, past Python's ``sys.stderr``:
+    a notebook would show it. Python's
     own output in the block is flushed first and is not affected afterwards.
     """
     import sys
@@ -355,7 +356,8 @@ def executorch_module(path: str | os.PathLike, *, threads: int = 2) -> FunctionM
     with native_logs_silenced():  # (the thread pool's first use logs the CPU it probes)
         if portable_lib._threadpool_get_thread_count() != threads:
             portable_lib._unsafe_reset_threadpool(int(threads))
-    method = Runtime.get().load_program(p).load_method("forward")
+    with native_logs_silenced():  # (and the XNNPACK delegate's, when it starts)
+        method = Runtime.get().load_program(p).load_method("forward")
 
     def run(x: Tensor) -> Tensor:
         return method.execute([x.detach().float().contiguous()])[0]

@@ -384,9 +384,12 @@ def reload_in_fresh_process(fmt: str, path: str | os.PathLike, inputs: Tensor, b
     return reload_all_in_fresh_process([(fmt, path, builder)], inputs, threads=threads, timeout_s=timeout_s)[0]
 
 
-def reload_all_in_fresh_process(files: Sequence[tuple[str, str | os.PathLike, Builder | None]], inputs: Tensor, *,
-                                threads: int = 2, timeout_s: float = 600.0) -> list[Reloaded]:
+def reload_all_in_fresh_process(files: Sequence[tuple[str, str | os.PathLike, Builder | None]],
+                                inputs: Tensor | Sequence[Tensor], *, threads: int = 2, timeout_s: float = 600.0) -> list[Reloaded]:
     """:func:`reload_in_fresh_process` of several files, ``(format, path, builder or None)`` each, in *one* new process.
+
+    ``inputs`` is one batch every file runs on, or a list of batches, one per file (e.g. images for a CNN,
+    token ids for a GPT).
 
     One process pays Python's and torch's imports once (a few seconds) instead of once per file. The files
     are loaded in the order given, so the first load of each format includes importing what that format
@@ -407,12 +410,17 @@ def reload_all_in_fresh_process(files: Sequence[tuple[str, str | os.PathLike, Bu
         if builder is not None and not isinstance(builder, Builder):
             raise TypeError(f"builder must be a Builder or None, not {describe(builder)}")
         jobs.append({"format": fmt, "path": str(path), "builder": builder.to_json() if builder is not None else None})
-    if not isinstance(inputs, Tensor):
-        raise TypeError(f"inputs must be one input batch as a torch.Tensor, not {describe(inputs)}")
+    if isinstance(inputs, Tensor):
+        batches = [inputs] * len(jobs)
+    elif isinstance(inputs, Sequence) and len(inputs) == len(jobs) and all(isinstance(t, Tensor) for t in inputs):
+        batches = list(inputs)
+    else:
+        raise TypeError(f"inputs must be one input batch as a torch.Tensor, or a list of {len(jobs)} tensors (one per file), "
+                        f"not {describe(inputs)}")
     check_int("threads", threads, 1)
     with tempfile.TemporaryDirectory(prefix="reload-") as tmp:
         src, dst, spec = Path(tmp) / "inputs.pt", Path(tmp) / "outputs.pt", Path(tmp) / "files.json"
-        torch.save(inputs.detach().cpu(), src)
+        torch.save([t.detach().cpu() for t in batches], src)
         spec.write_text(json.dumps(jobs))
         cmd = [sys.executable, "-m", _MODULE, "load-all", str(spec), str(src), str(dst), "--threads", str(threads)]
         # The child imports the same qhelpers as this process (not another copy on its path).
@@ -461,7 +469,8 @@ def _load_and_run(fmt: str, path: str, builder: Builder | None, x: Tensor) -> di
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m qhelpers.serialization load FORMAT PATH INPUTS OUTPUT [--builder JSON] [--threads N]``, or
-    ``load-all FILES_JSON INPUTS OUTPUT [--threads N]`` (a JSON list of ``{"format", "path", "builder"}``).
+    ``load-all FILES_JSON INPUTS OUTPUT [--threads N]`` (a JSON list of ``{"format", "path", "builder"}``; INPUTS holds
+    a list of input batches, one per file).
 
     Loads each file with :func:`load` twice (timed: the first load imports what the format needs, the second
     only reads and builds), runs the first model on the tensor saved in ``INPUTS`` (timed) and saves
@@ -486,9 +495,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         builder = Builder.from_json(args.builder) if args.builder else None
         torch.save(_load_and_run(args.format, args.path, builder, x), args.output)
         return 0
-    jobs = json.loads(Path(args.files).read_text())
-    torch.save([_load_and_run(j["format"], j["path"], Builder.from_json(j["builder"]) if j["builder"] else None, x)
-                for j in jobs], args.output)
+    jobs = json.loads(Path(args.files).read_text())  # x: one input batch per file
+    torch.save([_load_and_run(j["format"], j["path"], Builder.from_json(j["builder"]) if j["builder"] else None, xj)
+                for j, xj in zip(jobs, x)], args.output)
     return 0
 
 

@@ -25,7 +25,7 @@ from torch import nn
 
 from .checks import SEED_MAX, check_int, check_module, check_positive, check_tensor, describe, linear_layers
 
-__all__ = ["GPTConfig", "GPT", "CachedDecoder", "check_ids", "eval_windows", "lm_loss", "generate", "block_linears"]
+__all__ = ["GPTConfig", "GPT", "build_gpt", "CachedDecoder", "check_ids", "eval_windows", "lm_loss", "generate", "block_linears"]
 
 
 @dataclass(frozen=True)
@@ -129,6 +129,12 @@ class GPT(nn.Module):
         for block in self.h:
             x = block(x)
         return self.lm_head(self.ln_f(x))
+
+
+def build_gpt(**fields: object) -> GPT:
+    """``GPT(GPTConfig(**fields))``: a GPT built from plain values (JSON), e.g. by a fresh process that reloads its weights
+    (:class:`qhelpers.serialization.Builder`)."""
+    return GPT(GPTConfig(**fields))  # type: ignore[arg-type]
 
 
 class CachedDecoder(nn.Module):

@@ -194,6 +194,27 @@ def test_reload_all_names_the_file_that_failed_and_checks_first(cnn, tmp_path):
         serialization.reload_all_in_fresh_process([("state_dict", tmp_path / "float.pt")], X)
     with pytest.raises(FileNotFoundError, match="missing.pt"):
         serialization.reload_all_in_fresh_process([good, ("export", tmp_path / "missing.pt", None)], X)
+    with pytest.raises(TypeError, match="a list of 2 tensors"):
+        serialization.reload_all_in_fresh_process([good, good], [X])
+
+
+def test_reload_all_takes_one_input_batch_per_file(cnn, tmp_path):
+    """A CNN on images and a GPT with torchao weights on token ids, in one fresh process."""
+    from torchao.quantization import Int8WeightOnlyConfig, quantize_
+
+    from qhelpers import transformer
+
+    fields = {"vocab_size": 11, "n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 8}
+    gpt = transformer.build_gpt(**fields).eval()
+    quantize_(gpt, Int8WeightOnlyConfig())
+    serialization.save_state_dict(gpt, tmp_path / "gpt.pt")
+    serialization.save_state_dict(cnn, tmp_path / "float.pt")
+    ids = torch.randint(11, (2, 8), generator=torch.Generator().manual_seed(0))
+    both = serialization.reload_all_in_fresh_process(
+        [("state_dict", tmp_path / "float.pt", Builder("qhelpers.models:SimpleCNN")),
+         ("state_dict", tmp_path / "gpt.pt", Builder("qhelpers.transformer:build_gpt", fields, flow="torchao"))], [X, ids])
+    with torch.inference_mode():
+        assert serialization.bit_identical(_out(cnn), both[0].outputs) and serialization.bit_identical(gpt(ids), both[1].outputs)
 
 
 def test_a_fresh_process_that_fails_says_why(cnn, tmp_path):
