@@ -290,7 +290,8 @@ def _quiet_fd2():
 
 def top_ops(fn: Callable[[torch.Tensor], object], x: torch.Tensor, *, steps: int = 3, top: int = 3) -> list[dict]:
     """The ``top`` ATen ops by self CPU time over ``steps`` calls of ``fn(x)`` (after one warm-up call), recorded with
-    ``torch.profiler``: ``{"op", "calls per step", "ms per step", "share"}`` each (share: of all ops' self time).
+    ``torch.profiler``: ``{"op", "calls per step", "ms per step", "share"}`` each (share: of all ATen ops' self
+    time; the profiler's other entries, such as a compiled region's, are left out).
 
     The profiler's own start/stop messages (printed by its C++ side on stderr) are silenced while it runs.
     """
@@ -306,7 +307,7 @@ def top_ops(fn: Callable[[torch.Tensor], object], x: torch.Tensor, *, steps: int
         with _quiet_fd2(), profile(activities=[ProfilerActivity.CPU]) as prof:
             for _ in range(steps):
                 fn(x)
-    events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    events = sorted((e for e in prof.key_averages() if e.key.startswith("aten::")), key=lambda e: -e.self_cpu_time_total)
     total = sum(e.self_cpu_time_total for e in events) or 1.0
     return [{"op": e.key, "calls per step": e.count / steps, "ms per step": e.self_cpu_time_total / steps / 1e3,
              "share": e.self_cpu_time_total / total} for e in events[:top]]

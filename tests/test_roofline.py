@@ -105,3 +105,12 @@ def test_matmul_nbits_bad_input(stack):
         runtimes.onnx_linear_stack([torch.randn(32, 16), torch.randn(16, 64)])
     with pytest.raises(TypeError, match="non-empty list"):
         runtimes.onnx_linear_stack([])
+
+
+def test_top_ops_names_the_kernel(stack):
+    step = roofline.aten_int4_step(stack, 64)
+    rows = roofline.top_ops(step.fn, torch.randn(1, 128).bfloat16(), steps=2, top=2)
+    assert rows[0]["op"] == "aten::_weight_int4pack_mm_for_cpu" and rows[0]["calls per step"] == 2
+    assert 0 < rows[0]["share"] <= 1
+    with pytest.raises(TypeError, match="function of one tensor"):
+        roofline.top_ops("model", torch.randn(1, 128))
