@@ -35,7 +35,7 @@ from torchvision import models as tv_models
 from .checks import check_flag, check_float_model, check_int
 
 __all__ = [
-    "SimpleCNN", "QuantReadyCNN", "FUSE_PATTERNS", "MLP", "resnet18_mnist", "resnet18_imagenet",
+    "SimpleCNN", "QuantReadyCNN", "FUSE_PATTERNS", "MLP", "resnet18_mnist", "resnet18_mnist_plain", "resnet18_imagenet",
     "WeightsUnavailableError", "checkpoint_path", "load_resnet18", "plain_resnet",
 ]
 
@@ -179,6 +179,12 @@ def resnet18_mnist(num_classes: int = 10, stem: Literal["small", "small_pool"] =
     if stem == "small":
         model.maxpool = nn.Identity()
     return model
+
+
+def resnet18_mnist_plain(num_classes: int = 10, stem: Literal["small", "small_pool"] = "small") -> nn.Module:
+    """:func:`resnet18_mnist` as a plain torchvision ``ResNet`` (no stubs, no ``FloatFunctional``): what FX and
+    PT2E trace (:func:`plain_resnet` of it), importable by name so that a fresh process can rebuild it."""
+    return plain_resnet(resnet18_mnist(num_classes, stem))
 
 
 def resnet18_imagenet(weights: Literal["none", "imagenet"] = "imagenet", quantizable: bool = True) -> nn.Module:

@@ -48,7 +48,7 @@ from .serialization import FunctionModule
 __all__ = [
     "INPUT_NAME", "CALIBRATION_METHODS", "QUANT_TYPES", "export_onnx", "preprocess_onnx", "CalibrationReader",
     "quantize_onnx_static", "quantize_onnx_dynamic", "ort_session", "ort_module", "ort_op_counts",
-    "executorch_version", "quantize_xnnpack", "save_executorch", "executorch_module",
+    "executorch_version", "native_logs_silenced", "quantize_xnnpack", "save_executorch", "executorch_module",
     "onnx_linear_stack", "MATMUL_NBITS_BITS", "quantize_matmul_nbits", "initializer_bytes",
 ]
 
@@ -351,6 +351,31 @@ def executorch_version() -> str | None:
         return None
 
 
+@contextlib.contextmanager
+def native_logs_silenced():
+    """Discard what C++ code writes to the process's standard output and error inside the block.
+
+    ExecuTorch's thread pool, on first use, logs its probing of the CPU (``[cpuinfo_utils.cpp:71] Reading
+    file ...``) straight to file descriptor 2, past Python's ``sys.stderr``: a notebook would show it. Python's
+    own output in the block is flushed first and is not affected afterwards.
+    """
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    saved = [os.dup(1), os.dup(2)]
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, devnull):
+            os.close(fd)
+
+
 def _require_executorch() -> None:
     if executorch_version() is None:
         raise ModuleNotFoundError("ExecuTorch is not installed: pip install executorch (a version built for this torch)")
@@ -416,8 +441,9 @@ def executorch_module(path: str | os.PathLike, *, threads: int = 2) -> FunctionM
 
     p = _check_file(path)
     check_int("threads", threads, 1)
-    if portable_lib._threadpool_get_thread_count() != threads:
-        portable_lib._unsafe_reset_threadpool(int(threads))
+    with native_logs_silenced():  # (the thread pool's first use logs the CPU it probes)
+        if portable_lib._threadpool_get_thread_count() != threads:
+            portable_lib._unsafe_reset_threadpool(int(threads))
     method = Runtime.get().load_program(p).load_method("forward")
 
     def run(x: Tensor) -> Tensor:

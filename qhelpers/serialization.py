@@ -53,7 +53,7 @@ from .checks import check_flag, check_int, check_module, describe
 __all__ = [
     "SAVE_FORMATS", "FLOWS", "Builder", "FunctionModule", "quantized_skeleton", "without_unused_tensors",
     "save_state_dict", "save_safetensors", "save_exported", "save_aoti", "load", "Reloaded",
-    "reload_in_fresh_process", "bit_identical", "main",
+    "reload_in_fresh_process", "reload_all_in_fresh_process", "bit_identical", "main",
 ]
 
 SAVE_FORMATS = ("state_dict", "safetensors", "export", "aoti")
@@ -381,20 +381,40 @@ def reload_in_fresh_process(fmt: str, path: str | os.PathLike, inputs: Tensor, b
     (imports, registered classes, compiled code in memory) reaches it. A failure raises a RuntimeError
     with the last line of its error output.
     """
-    if fmt not in SAVE_FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; choose one of {list(SAVE_FORMATS)}")
-    _check_path(path, exists=True)
+    return reload_all_in_fresh_process([(fmt, path, builder)], inputs, threads=threads, timeout_s=timeout_s)[0]
+
+
+def reload_all_in_fresh_process(files: Sequence[tuple[str, str | os.PathLike, Builder | None]], inputs: Tensor, *,
+                                threads: int = 2, timeout_s: float = 600.0) -> list[Reloaded]:
+    """:func:`reload_in_fresh_process` of several files, ``(format, path, builder or None)`` each, in *one* new process.
+
+    One process pays Python's and torch's imports once (a few seconds) instead of once per file. The files
+    are loaded in the order given, so the first load of each format includes importing what that format
+    needs (torchao, AOTInductor's runtime) if an earlier file did not; compare formats by ``warm_load_s``.
+    Every ``process_s`` is the whole process's time. Everything is checked before the process starts.
+    """
+    if isinstance(files, (str, bytes)) or not isinstance(files, Sequence) or not files:
+        raise TypeError(f"files must be a non-empty list of (format, path, builder or None), not {describe(files)}")
+    jobs = []
+    for item in files:
+        if not isinstance(item, tuple) or len(item) != 3:
+            raise TypeError(f"each file must be a tuple (format, path, builder or None), e.g. ('export', 'model.pt2', None), "
+                            f"not {describe(item)}")
+        fmt, path, builder = item
+        if fmt not in SAVE_FORMATS:
+            raise ValueError(f"unknown format {fmt!r}; choose one of {list(SAVE_FORMATS)}")
+        _check_path(path, exists=True)
+        if builder is not None and not isinstance(builder, Builder):
+            raise TypeError(f"builder must be a Builder or None, not {describe(builder)}")
+        jobs.append({"format": fmt, "path": str(path), "builder": builder.to_json() if builder is not None else None})
     if not isinstance(inputs, Tensor):
         raise TypeError(f"inputs must be one input batch as a torch.Tensor, not {describe(inputs)}")
-    if builder is not None and not isinstance(builder, Builder):
-        raise TypeError(f"builder must be a Builder or None, not {describe(builder)}")
     check_int("threads", threads, 1)
     with tempfile.TemporaryDirectory(prefix="reload-") as tmp:
-        src, dst = Path(tmp) / "inputs.pt", Path(tmp) / "outputs.pt"
+        src, dst, spec = Path(tmp) / "inputs.pt", Path(tmp) / "outputs.pt", Path(tmp) / "files.json"
         torch.save(inputs.detach().cpu(), src)
-        cmd = [sys.executable, "-m", _MODULE, "load", fmt, str(path), str(src), str(dst), "--threads", str(threads)]
-        if builder is not None:
-            cmd += ["--builder", builder.to_json()]
+        spec.write_text(json.dumps(jobs))
+        cmd = [sys.executable, "-m", _MODULE, "load-all", str(spec), str(src), str(dst), "--threads", str(threads)]
         # The child imports the same qhelpers as this process (not another copy on its path).
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(
             [str(Path(__file__).resolve().parents[1]), *filter(None, [os.environ.get("PYTHONPATH")])])}
@@ -403,10 +423,12 @@ def reload_in_fresh_process(fmt: str, path: str | os.PathLike, inputs: Tensor, b
         process_s = time.perf_counter() - t0
         if done.returncode != 0:
             last = [line for line in done.stderr.strip().splitlines() if line.strip()] or ["(no error output)"]
-            raise RuntimeError(f"the fresh process could not load {Path(path).name} as {fmt!r}: {last[-1].strip()}")
-        result = torch.load(dst, weights_only=True)
-    return Reloaded(result["outputs"], float(result["load_s"]), float(result["warm_load_s"]), float(result["first_call_s"]),
-                    process_s)
+            failed = next((line.split("loading ", 1)[1] for line in done.stderr.splitlines() if line.startswith("loading ")), None)
+            where = f"{Path(failed.split(' as ')[0]).name} as {failed.split(' as ')[1]!r}" if failed and " as " in failed else "the files"
+            raise RuntimeError(f"the fresh process could not load {where}: {last[-1].strip()}")
+        results = torch.load(dst, weights_only=True)
+    return [Reloaded(r["outputs"], float(r["load_s"]), float(r["warm_load_s"]), float(r["first_call_s"]), process_s)
+            for r in results]
 
 
 def bit_identical(a: Tensor, b: Tensor) -> bool:
@@ -421,36 +443,52 @@ def bit_identical(a: Tensor, b: Tensor) -> bool:
 
 # --- the loader a fresh process runs ------------------------------------------------------------------------------
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m qhelpers.serialization load FORMAT PATH INPUTS OUTPUT [--builder JSON] [--threads N]``.
-
-    Loads ``PATH`` with :func:`load` twice (timed: the first load imports what the format needs, the second
-    only reads and builds), runs the first model on the tensor saved in ``INPUTS`` (timed) and saves
-    ``{"outputs", "load_s", "warm_load_s", "first_call_s"}`` to ``OUTPUT``.
-    """
-    parser = argparse.ArgumentParser(prog=f"python -m {_MODULE}", description=main.__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    cmd = sub.add_parser("load", help="load a saved model and run it on saved inputs")
-    cmd.add_argument("format", choices=SAVE_FORMATS)
-    cmd.add_argument("path")
-    cmd.add_argument("inputs")
-    cmd.add_argument("output")
-    cmd.add_argument("--builder", default=None, help="Builder.to_json() of the model's code (state_dict, safetensors)")
-    cmd.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    builder = Builder.from_json(args.builder) if args.builder else None
-    x = torch.load(args.inputs, weights_only=True)
+def _load_and_run(fmt: str, path: str, builder: Builder | None, x: Tensor) -> dict:
+    """Load ``path`` twice (timed: the first load imports what the format needs, the second only reads and
+    builds) and run the first model on ``x`` (timed): what a fresh process reports for one file."""
+    print(f"loading {path} as {fmt}", file=sys.stderr, flush=True)  # (names the file if it fails)
     t0 = time.perf_counter()
-    model = load(args.format, args.path, builder)
+    model = load(fmt, path, builder)
     t1 = time.perf_counter()
-    load(args.format, args.path, builder)
+    load(fmt, path, builder)
     t2 = time.perf_counter()
     with torch.inference_mode():
         y = model(x)
     t3 = time.perf_counter()
     y = y.dequantize() if y.is_quantized else y
-    torch.save({"outputs": y, "load_s": t1 - t0, "warm_load_s": t2 - t1, "first_call_s": t3 - t2}, args.output)
+    return {"outputs": y, "load_s": t1 - t0, "warm_load_s": t2 - t1, "first_call_s": t3 - t2}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m qhelpers.serialization load FORMAT PATH INPUTS OUTPUT [--builder JSON] [--threads N]``, or
+    ``load-all FILES_JSON INPUTS OUTPUT [--threads N]`` (a JSON list of ``{"format", "path", "builder"}``).
+
+    Loads each file with :func:`load` twice (timed: the first load imports what the format needs, the second
+    only reads and builds), runs the first model on the tensor saved in ``INPUTS`` (timed) and saves
+    ``{"outputs", "load_s", "warm_load_s", "first_call_s"}`` (``load``) or a list of them (``load-all``) to ``OUTPUT``.
+    """
+    parser = argparse.ArgumentParser(prog=f"python -m {_MODULE}", description=main.__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    one = sub.add_parser("load", help="load a saved model and run it on saved inputs")
+    one.add_argument("format", choices=SAVE_FORMATS)
+    one.add_argument("path")
+    every = sub.add_parser("load-all", help="load several saved models, one after the other, and run each on saved inputs")
+    every.add_argument("files", help="a JSON file: a list of {format, path, builder}")
+    for cmd in (one, every):
+        cmd.add_argument("inputs")
+        cmd.add_argument("output")
+        cmd.add_argument("--threads", type=int, default=2)
+    one.add_argument("--builder", default=None, help="Builder.to_json() of the model's code (state_dict, safetensors)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    x = torch.load(args.inputs, weights_only=True)
+    if args.command == "load":
+        builder = Builder.from_json(args.builder) if args.builder else None
+        torch.save(_load_and_run(args.format, args.path, builder, x), args.output)
+        return 0
+    jobs = json.loads(Path(args.files).read_text())
+    torch.save([_load_and_run(j["format"], j["path"], Builder.from_json(j["builder"]) if j["builder"] else None, x)
+                for j in jobs], args.output)
     return 0
 
 

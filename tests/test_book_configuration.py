@@ -129,10 +129,12 @@ FORMULAS = {
     "mnist-cnn": lambda v: v["train_subset"] == 0 and v["epochs"] >= 3,
     "resnet18": lambda v: v["train_subset"] >= 24000 and not v["test_images"],  # (05 also asks weights == "none")
     "gpt-weight-only": lambda v: v["train_iters"] >= 800 and v["eval_windows"] >= 128 and v["calibration_windows"] >= 8,
+    "deploy": lambda v: v["train_subset"] >= 24000 and v["eval_images"] >= 2000,
 }
 GRID = {"train_subset": [0, 1, 1000, 2048, 23999, 24000, 24001, 55000], "epochs": [1, 2, 3, 4, 20, 50],
         "test_images": [0, 1, 2000, 50000], "train_iters": [50, 799, 800, 801, 20000],
-        "eval_windows": [16, 127, 128, 255, 256, 1716], "calibration_windows": [1, 7, 8, 15, 16, 256]}
+        "eval_windows": [16, 127, 128, 255, 256, 1716], "calibration_windows": [1, 7, 8, 15, 16, 256],
+        "eval_images": [64, 256, 1999, 2000, 10000]}
 
 
 @pytest.mark.parametrize("chapter_id", FORMULAS)
@@ -157,6 +159,7 @@ def test_the_courses_sizes_are_declared_where_expected():
         "mnist-cnn": {"epochs": ("true", None), "train_subset": ("all-is-0", None)},
         "resnet18": {"train_subset": ("true", None), "test_images": ("all-is-0", None)},
         "gpt-weight-only": {"train_iters": ("true", None), "eval_windows": ("true", 128), "calibration_windows": ("true", 8)},
+        "deploy": {"train_subset": ("true", None), "eval_images": ("true", None)},
         "llm-speed": {"train_iters": ("true", None), "eval_windows": ("true", 128), "calibration_windows": ("true", 8),
                       "max_width": ("true", None), "depth": ("true", None)},
     }

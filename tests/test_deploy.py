@@ -174,6 +174,28 @@ def test_a_fresh_process_reloads_the_pt2e_program_bit_for_bit(q_pt2e, tmp_path):
     assert 0 < r.warm_load_s <= r.load_s < r.process_s
 
 
+def test_one_fresh_process_reloads_several_files_in_order(q_pt2e, cnn, tmp_path):
+    serialization.save_exported(q_pt2e, EXAMPLE, tmp_path / "pt2e.pt2")
+    serialization.save_state_dict(cnn, tmp_path / "float.pt")
+    both = serialization.reload_all_in_fresh_process(
+        [("export", tmp_path / "pt2e.pt2", None), ("state_dict", tmp_path / "float.pt", Builder("qhelpers.models:SimpleCNN"))], X)
+    assert [serialization.bit_identical(_out(m), r.outputs) for m, r in zip((q_pt2e, cnn), both)] == [True, True]
+    assert both[0].process_s == both[1].process_s and all(0 < r.warm_load_s <= r.process_s for r in both)
+
+
+def test_reload_all_names_the_file_that_failed_and_checks_first(cnn, tmp_path):
+    serialization.save_state_dict(cnn, tmp_path / "float.pt")
+    good = ("state_dict", tmp_path / "float.pt", Builder("qhelpers.models:SimpleCNN"))
+    with pytest.raises(RuntimeError, match="could not load float.pt as 'state_dict': .*does not fit"):
+        serialization.reload_all_in_fresh_process([good, ("state_dict", tmp_path / "float.pt", Builder("qhelpers.models:MLP"))], X)
+    with pytest.raises(TypeError, match="non-empty list"):
+        serialization.reload_all_in_fresh_process([], X)
+    with pytest.raises(TypeError, match="tuple \\(format, path, builder or None\\)"):
+        serialization.reload_all_in_fresh_process([("state_dict", tmp_path / "float.pt")], X)
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        serialization.reload_all_in_fresh_process([good, ("export", tmp_path / "missing.pt", None)], X)
+
+
 def test_a_fresh_process_that_fails_says_why(cnn, tmp_path):
     path = tmp_path / "float.pt"
     serialization.save_state_dict(cnn, path)
@@ -295,3 +317,14 @@ def test_executorch_runs_the_xnnpack_int8_program(cnn, tmp_path):
         runtimes.save_executorch(q, EXAMPLE, tmp_path / "x.pte", max_batch=1)
     with pytest.raises(FileNotFoundError):
         runtimes.executorch_module(tmp_path / "missing.pte")
+
+
+def test_native_logs_silenced_discards_file_descriptor_output_and_restores_it(capfd):
+    import os
+
+    with runtimes.native_logs_silenced():
+        os.write(2, b"[cpuinfo_utils.cpp:71] Reading file\n")
+        os.write(1, b"native stdout\n")
+    os.write(2, b"after\n")
+    out, err = capfd.readouterr()
+    assert "cpuinfo" not in err and "native stdout" not in out and "after" in err

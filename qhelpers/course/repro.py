@@ -52,6 +52,8 @@ def setup(seed: int = 0, threads: int = 2, engine: str = "x86", quiet_deprecatio
         warnings.filterwarnings("ignore", message=r"To copy construct from a tensor", module=r"torch\._inductor.*")
         # torch.compile's cache asking torchao's weight tensors for a hash they do not offer (caching still works).
         warnings.filterwarnings("ignore", message=r".*does not implement _stable_hash_for_caching.*", category=UserWarning)
+        # torch.load of a torch.ao quantized state dict: torch's own unpickler touches TypedStorage (nothing to change).
+        warnings.filterwarnings("ignore", message=r"TypedStorage is deprecated", module=r"torch\._utils")
         logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
         logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     return f"torch {torch.__version__.split('+')[0]} | seed {seed} | {threads} threads | quantized engine {engine}"
