@@ -14,7 +14,8 @@ see ARCHITECTURE.md), each reading top-down as its lesson does:
   ``codebook`` (k-means codebooks), ``activations`` (captured inputs, outlier channels),
   ``activation_aware`` (AWQ-style scaling), ``smoothing`` (SmoothQuant), ``gptq`` (GPTQ's error feedback);
 - measurement: ``bench`` (size, storage, latency), ``plots``, ``fidelity`` (KL divergence and top-1 agreement
-  of a quantized language model with its original);
+  of a quantized language model with its original), ``roofline`` (bandwidth, caches, bytes per token, the
+  memory roofline of batch-1 decoding, the CPU weight-only paths);
 - deployment: ``serialization`` (saving, reloading in a fresh process), ``runtimes`` (ONNX Runtime, ExecuTorch).
 
 The course machinery lives in the sub-package ``qhelpers.course`` (the book runner, ``record``/``claim``,

@@ -49,6 +49,7 @@ __all__ = [
     "INPUT_NAME", "CALIBRATION_METHODS", "QUANT_TYPES", "export_onnx", "preprocess_onnx", "CalibrationReader",
     "quantize_onnx_static", "quantize_onnx_dynamic", "ort_session", "ort_module", "ort_op_counts",
     "executorch_version", "native_logs_silenced", "quantize_xnnpack", "save_executorch", "executorch_module",
+    "onnx_linear_stack", "MATMUL_NBITS_BITS", "quantize_matmul_nbits", "initializer_bytes",
 ]
 
 INPUT_NAME = "input"  # the ONNX input name export_onnx gives the model's one input
@@ -204,14 +205,15 @@ def quantize_onnx_dynamic(src: str | os.PathLike, dst: str | os.PathLike, *, per
     return d.stat().st_size
 
 
-def ort_session(path: str | os.PathLike, *, threads: int = 2, optimized_path: str | os.PathLike | None = None):
+def ort_session(path, *, threads: int = 2, optimized_path: str | os.PathLike | None = None):
     """An ORT ``InferenceSession`` on the CPU with ``threads`` intra-op threads, one inter-op thread, all graph optimizations.
 
+    ``path`` is an ONNX file, or an ``onnx.ModelProto`` held in memory (e.g. from :func:`quantize_matmul_nbits`).
     ``optimized_path``, if given, is where ORT writes the graph it will actually run (after its fusions).
     """
     import onnxruntime as ort
 
-    p = _check_file(path)
+    p = path.SerializeToString() if _is_model_proto(path) else str(_check_file(path))
     check_int("threads", threads, 1)
     options = ort.SessionOptions()
     options.intra_op_num_threads = int(threads)
@@ -221,7 +223,7 @@ def ort_session(path: str | os.PathLike, *, threads: int = 2, optimized_path: st
     options.log_severity_level = 3  # errors only (not the warning that an optimized graph is CPU-specific)
     if optimized_path is not None:
         options.optimized_model_filepath = str(_check_out(optimized_path, "optimized_path"))
-    return ort.InferenceSession(str(p), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(p, options, providers=["CPUExecutionProvider"])
 
 
 def ort_module(path: str | os.PathLike, *, threads: int = 2) -> FunctionModule:
@@ -248,6 +250,93 @@ def ort_op_counts(path: str | os.PathLike) -> dict[str, int]:
         ort_session(path, threads=1, optimized_path=optimized)
         graph = onnx.load(str(optimized)).graph
     return dict(sorted(Counter(node.op_type for node in graph.node).items()))
+
+
+# --- ORT's weight-only 4/8-bit MatMul: MatMulNBits (chapter 08) ----------------------------------------------------
+
+MATMUL_NBITS_BITS = (2, 4, 8)
+
+
+def _is_model_proto(obj: object) -> bool:
+    return type(obj).__name__ == "ModelProto" and hasattr(obj, "SerializeToString")
+
+
+def _check_model_proto(model: object) -> None:
+    if not _is_model_proto(model):
+        raise TypeError(f"model must be an onnx.ModelProto (e.g. from onnx_linear_stack), not {describe(model)}")
+
+
+def onnx_linear_stack(weights: Sequence[Tensor]) -> "onnx.ModelProto":  # noqa: F821
+    """An ONNX graph of one ``MatMul`` per weight, ``y = x @ W^T`` in turn, input ``x`` of shape ``(1, in_features)``.
+
+    The weights (``(out, in)`` tensors, each layer's ``in`` the previous one's ``out``) are stored as initializers,
+    transposed to ONNX's ``(in, out)``; built with ``onnx.helper`` (no export needed for a plain stack).
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    if not isinstance(weights, (list, tuple)) or not weights or not all(isinstance(w, Tensor) for w in weights):
+        raise TypeError(f"weights must be a non-empty list of 2-D tensors (out_features, in_features), not {describe(weights)}")
+    for i, w in enumerate(weights):
+        if w.dim() != 2 or not w.is_floating_point():
+            raise ValueError(f"weights[{i}] has shape {tuple(w.shape)} and dtype {w.dtype}: each must be a 2-D float "
+                             "tensor (out_features, in_features)")
+        if i and w.shape[1] != weights[i - 1].shape[0]:
+            raise ValueError(f"weights[{i}] takes {w.shape[1]} inputs but weights[{i - 1}] gives {weights[i - 1].shape[0]}")
+    nodes, inits, prev = [], [], "x"
+    for i, w in enumerate(weights):
+        inits.append(numpy_helper.from_array(w.detach().float().T.contiguous().numpy(), f"w{i}"))
+        nodes.append(helper.make_node("MatMul", [prev, f"w{i}"], [f"y{i}"], name=f"matmul{i}"))
+        prev = f"y{i}"
+    graph = helper.make_graph(nodes, "linear_stack",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, weights[0].shape[1]])],
+                              [helper.make_tensor_value_info(prev, TensorProto.FLOAT, [1, weights[-1].shape[0]])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid("com.microsoft", 1)])
+    model.ir_version = min(model.ir_version, onnx.IR_VERSION)
+    return model
+
+
+def quantize_matmul_nbits(model: "onnx.ModelProto", *, bits: int = 4, block_size: int = 64,  # noqa: F821
+                          accuracy_level: int = 0, symmetric: bool = False) -> "onnx.ModelProto":  # noqa: F821
+    """A copy of ``model`` whose ``MatMul`` weights ORT's ``MatMulNBitsQuantizer`` stored in ``bits`` bits.
+
+    Each weight becomes a ``com.microsoft.MatMulNBits`` node: codes in blocks of ``block_size`` inputs with a scale
+    (and, asymmetric, a zero-point) each. ``accuracy_level`` is the precision of the activations in the kernel:
+    0 (unset: the kernel's default, FP32 here), 1 FP32, 2 FP16, 3 BF16, 4 INT8 (the activation row quantized per
+    block, integer dot products).
+    """
+    _check_model_proto(model)
+    if bits not in MATMUL_NBITS_BITS:
+        raise ValueError(f"bits={bits!r}: MatMulNBits stores {MATMUL_NBITS_BITS} bits")
+    block_size = check_int("block_size", block_size, 16, hint=", a power of 2 >= 16, e.g. 32, 64 or 128")
+    if block_size & (block_size - 1):
+        raise ValueError(f"block_size={block_size} must be a power of 2 >= 16 (e.g. 32, 64 or 128)")
+    accuracy_level = check_int("accuracy_level", accuracy_level, 0, 4,
+                               hint=" (0 unset, 1 FP32, 2 FP16, 3 BF16, 4 INT8 activations)")
+    check_flag("symmetric", symmetric)
+    import copy
+    import logging
+
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    logger = logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer")
+    level = logger.level
+    logger.setLevel(logging.WARNING)  # (it logs every node it quantizes)
+    try:
+        quantizer = MatMulNBitsQuantizer(copy.deepcopy(model), bits=bits, block_size=block_size,
+                                         is_symmetric=symmetric, accuracy_level=accuracy_level)
+        quantizer.process()
+    finally:
+        logger.setLevel(level)
+    return quantizer.model.model
+
+
+def initializer_bytes(model: "onnx.ModelProto") -> int:  # noqa: F821
+    """Bytes of the graph's stored tensors (weights, codes, scales, zero-points): what a step reads."""
+    from onnx import numpy_helper
+
+    _check_model_proto(model)
+    return int(sum(numpy_helper.to_array(t).nbytes for t in model.graph.initializer))
 
 
 # --- ExecuTorch -------------------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ TEACHING = {
     "train": 3,
     "ptq": 4, "qat": 4, "convert": 4, "sensitivity": 4,
     "weight_only": 4, "codebook": 4, "activations": 4, "activation_aware": 4, "smoothing": 4, "gptq": 4,
-    "bench": 5, "plots": 5, "fidelity": 5,
+    "bench": 5, "plots": 5, "fidelity": 5, "roofline": 5,
     "serialization": 6, "runtimes": 6,
 }
 # The course wing (qhelpers/course/), above every teaching module: it may import any of them, and the course modules

@@ -160,4 +160,6 @@ def test_the_courses_sizes_are_declared_where_expected():
         "resnet18": {"train_subset": ("true", None), "test_images": ("all-is-0", None)},
         "gpt-weight-only": {"train_iters": ("true", None), "eval_windows": ("true", 128), "calibration_windows": ("true", 8)},
         "deploy": {"train_subset": ("true", None), "eval_images": ("true", None)},
+        "llm-speed": {"train_iters": ("true", None), "eval_windows": ("true", 128), "calibration_windows": ("true", 8),
+                      "max_width": ("true", None), "depth": ("true", None)},
     }

@@ -12,7 +12,8 @@ setup is wrong (a model already quantized, an example the model cannot run on).
 - chapter 03: :func:`check_fake_quant_ste` (fake quantization with a straight-through gradient);
 - chapter 04: :func:`check_ptq_eager` (fuse, prepare, calibrate and convert a model yourself);
 - chapter 05: :func:`check_fp32_search` (a greedy search for the layers to keep in FP32);
-- chapter 06: :func:`check_pack_int4` (two 4-bit codes per byte, and back).
+- chapter 06: :func:`check_pack_int4` (two 4-bit codes per byte, and back);
+- chapter 08: :func:`check_gptq_column` (one column of GPTQ: round it, push its error onto the later columns).
 
 A stub that still raises ``NotImplementedError`` gets a "not done yet" verdict,
 so a notebook shipping stubs runs clean. Where an exercise asks you to write a
@@ -50,7 +51,7 @@ from .. import ptq, quant, qat, sensitivity
 from ..checks import check_float_model, check_module
 
 __all__ = ["Feedback", "check_quantize", "check_skip_last_linear", "check_fake_quant_ste", "check_ptq_eager",
-           "check_fp32_search", "check_pack_int4", "KERNELS"]
+           "check_fp32_search", "check_pack_int4", "check_gptq_column", "KERNELS"]
 
 # The PyTorch kernels the exercises of chapters 01 and 03 ask the learner to write: a solution may not call them.
 KERNELS = ("quantize_per_tensor", "quantize_per_channel", "quantize_per_tensor_dynamic",
@@ -831,3 +832,114 @@ def check_fp32_search(fn: Callable, measure: Callable[[list[str]], float], layer
 def _greedy_cost(n: int, steps: int) -> int:
     """How many lists a greedy search of ``steps`` steps over ``n`` layers measures: [], then n, n - 1, ..."""
     return 1 + sum(n - i for i in range(steps))
+
+
+# --- chapter 08: one GPTQ column ---------------------------------------------------------------------------------
+
+_GPTQ_HINT = ": round the column and push its error with tensor operations (torch.round, torch.clamp, *, /, -)"
+
+
+def _gptq_cases() -> list[tuple[str, dict]]:
+    """Fixed GPTQ steps: (name, kwargs). Scales are powers of 2, so that ``w / s`` and ``w * (1 / s)`` round alike."""
+    g = torch.Generator().manual_seed(808)
+    cases = []
+    for name, n_out, n_in, j, bits in (("a (6, 8) weight, column 2, 4 bits", 6, 8, 2, 4),
+                                        ("a (5, 16) weight, column 0, 3 bits", 5, 16, 0, 3),
+                                        ("a (4, 12) weight, the last column (11), 2 bits", 4, 12, 11, 2),
+                                        ("a (8, 32) weight, column 17, 4 bits, with weights beyond the grid", 8, 32, 17, 4)):
+        x = torch.randn(4 * n_in, n_in, generator=g) @ torch.randn(n_in, n_in, generator=g)  # correlated inputs
+        H = 2 * x.T.double() @ x.double() / x.shape[0]
+        H.diagonal().add_(0.01 * float(H.diagonal().mean()))
+        Hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True).float()
+        W = torch.randn(n_out, n_in, generator=g)
+        if "beyond" in name:
+            W[:, j] *= 8.0
+        scale = 2.0 ** -torch.randint(1, 4, (n_out,), generator=g).float()
+        zero_point = torch.randint(0, 2 ** bits, (n_out,), generator=g).float()
+        cases.append((name, dict(W=W, Hinv=Hinv, j=j, scale=scale, zero_point=zero_point, bits=bits)))
+    return cases
+
+
+def _gptq_column_reference(W: torch.Tensor, Hinv: torch.Tensor, j: int, scale: torch.Tensor, zero_point: torch.Tensor,
+                           bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    q = torch.clamp(torch.round(W[:, j] / scale) + zero_point, 0, 2 ** bits - 1)
+    w_hat = (q - zero_point) * scale
+    err = (W[:, j] - w_hat) / Hinv[j, j]
+    out = W.clone()
+    out[:, j:] -= err[:, None] * Hinv[j, j:][None, :]
+    return w_hat, out
+
+
+def check_gptq_column(fn: Callable) -> Feedback:
+    """Check ``fn(W, Hinv, j, scale, zero_point, bits) -> (w_hat, W_new)``, one column step of GPTQ.
+
+    ``W`` ``(out, in)`` holds the weights as updated so far, ``Hinv`` the upper Cholesky factor of ``H⁻¹``
+    ``(in, in)``, ``j`` the column to round, ``scale`` and ``zero_point`` ``(out,)`` the grid of each row
+    (asymmetric, codes ``0 .. 2**bits - 1``). ``w_hat`` is the column rounded onto the grid,
+    ``(clamp(round(w / s) + z, 0, 2**bits - 1) - z) * s``; ``W_new`` is ``W`` after the error feedback
+    ``err = (W[:, j] - w_hat) / Hinv[j, j]``, ``W[:, j:] -= err ⊗ Hinv[j, j:]`` (columns before ``j`` untouched,
+    column ``j`` becomes ``w_hat``). The answer may not call a library GPTQ or quantizer (torchao, ``qhelpers.gptq``,
+    ``qhelpers.weight_only``, ...).
+    """
+    _require_callable(fn, "GPTQ column function")
+    from .. import gptq
+
+    kernel = _is_kernel(fn, (), (gptq.gptq_weight, gptq.gptq_quantize), _kernel_code() + _package_files("qhelpers.gptq"))
+    if kernel:
+        return Feedback(False, f"you passed {kernel} itself: write the column step{_GPTQ_HINT}")
+    cases = _gptq_cases()
+    for name, case in cases:
+        W, Hinv, j, s, z, bits = (case[k] for k in ("W", "Hinv", "j", "scale", "zero_point", "bits"))
+        want_hat, want_W = _gptq_column_reference(W, Hinv, j, s, z, bits)
+        args = (W.clone(), Hinv.clone(), j, s.clone(), z.clone(), bits)
+        with _forbid(code=_kernel_code() + _package_files("qhelpers.gptq"), ops=True):
+            got, err = _call(fn, *args, forbidden=_GPTQ_HINT)
+        if err:
+            return Feedback(False, err)
+        if not (isinstance(got, tuple) and len(got) == 2 and all(isinstance(t, torch.Tensor) for t in got)):
+            return Feedback(False, f"[{name}] return a tuple (w_hat, W_new) of two tensors, not {type(got).__name__}")
+        w_hat, new_W = (t.detach().float() for t in got)
+        if w_hat.shape != want_hat.shape:
+            return Feedback(False, f"[{name}] w_hat has shape {tuple(w_hat.shape)}; it is column j of W, shape "
+                                   f"{tuple(want_hat.shape)} (one value per output row)")
+        if new_W.shape != W.shape:
+            return Feedback(False, f"[{name}] W_new has shape {tuple(new_W.shape)}; it is W after the update, {tuple(W.shape)}")
+        if not torch.allclose(w_hat, want_hat, atol=1e-5):
+            q = torch.round(W[:, j] / s) + z
+            if torch.allclose(w_hat, torch.clamp(q, 0, 2 ** bits - 1), atol=1e-5):
+                return Feedback(False, f"[{name}] w_hat holds the integer codes; return the value they stand for, "
+                                       "(q - zero_point) * scale")
+            if torch.allclose(w_hat, (q - z) * s, atol=1e-5):
+                return Feedback(False, f"[{name}] some rounded weights lie beyond the grid: clamp the codes to "
+                                       f"[0, {2 ** bits - 1}] before subtracting the zero-point")
+            if torch.allclose(w_hat, torch.clamp(torch.round(W[:, j] / s), 0, 2 ** bits - 1) * s, atol=1e-5):
+                return Feedback(False, f"[{name}] the zero-point is missing: codes are round(w / s) + z, values (q - z) * s")
+            return Feedback(False, f"[{name}] w_hat differs from the column rounded onto the grid, "
+                                   "(clamp(round(w / s) + z, 0, 2**bits - 1) - z) * s, e.g. row 0: "
+                                   f"{float(w_hat[0]):.4f} instead of {float(want_hat[0]):.4f}")
+        if not torch.allclose(new_W[:, :j], W[:, :j]):
+            return Feedback(False, f"[{name}] columns before j changed: they are already rounded; push the error onto "
+                                   "columns j and after only, with the row Hinv[j, j:]")
+        later = slice(j + 1, None)
+        if j + 1 < W.shape[1] and not torch.allclose(new_W[:, later], want_W[:, later], atol=1e-4, rtol=1e-4):
+            diff = (W[:, j] - w_hat)
+            guesses = {
+                "the later columns did not move: subtract err[:, None] * Hinv[j, j+1:] from them (the row j of Hinv; "
+                "its column j is 0 below the diagonal)": W[:, later],
+                "the update has the wrong sign: err = (w - w_hat) / Hinv[j, j], then W[:, j+1:] -= err ⊗ Hinv[j, j+1:]":
+                    W[:, later] + (diff / Hinv[j, j])[:, None] * Hinv[j, later][None, :],
+                "the error is not divided by Hinv[j, j]: err = (w - w_hat) / Hinv[j, j]":
+                    W[:, later] - diff[:, None] * Hinv[j, later][None, :],
+                "the error is multiplied by Hinv[j, j] instead of divided by it":
+                    W[:, later] - (diff * Hinv[j, j])[:, None] * Hinv[j, later][None, :],
+            }
+            for hint, wrong in guesses.items():
+                if torch.allclose(new_W[:, later], wrong, atol=1e-4, rtol=1e-4):
+                    return Feedback(False, f"[{name}] {hint}")
+            return Feedback(False, f"[{name}] the columns after j differ from W[:, j+1:] - err ⊗ Hinv[j, j+1:] with "
+                                   "err = (W[:, j] - w_hat) / Hinv[j, j]")
+        if not (torch.allclose(new_W[:, j], want_hat, atol=1e-5) or torch.allclose(new_W[:, j], W[:, j])):
+            return Feedback(False, f"[{name}] column j of W_new should be w_hat (the update W[:, j:] -= err ⊗ Hinv[j, j:] "
+                                   "makes it so)")
+    return Feedback(True, f"your column step matches GPTQ's on {len(cases)} cases (2 to 4 bits, first, middle and last "
+                          "columns, weights beyond the grid)")
