@@ -16,8 +16,11 @@ measured.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
+import os
+import sys
 import numbers
 import statistics
 import time
@@ -35,7 +38,7 @@ __all__ = [
     "interleaved_latency",
     "state_dict_bytes", "file_breakdown", "element_bytes", "payload_bytes", "count_by_dtype",
     "storage", "module_types", "inserted_modules", "linear_kinds", "work_by_layer_type", "latency",
-    "latency_grid", "compare", "matmul_latency", "compile_for_cpu",
+    "latency_grid", "compare", "matmul_latency", "compile_for_cpu", "native_logs_silenced",
 ]
 
 
@@ -526,3 +529,27 @@ def matmul_latency(n: int = 512, *, repeats: int = 30, threads: int = 2) -> dict
         "BF16": latency(lambda _: torch.mm(ab, bb), a, repeats=repeats, threads=threads),
         "INT8 -> INT32": latency(lambda _: torch._int_mm(a8, b8), a, repeats=repeats, threads=threads),
     }
+
+
+@contextlib.contextmanager
+def native_logs_silenced():
+    """Discard what C++ code writes to the process's standard output and error inside the block.
+
+    C++ libraries log straight to file descriptors 1 and 2, past Python's ``sys.stdout``/``sys.stderr``, so a
+    notebook would show it: ExecuTorch's thread pool and XNNPACK delegate probing the CPU when they start
+    (``[cpuinfo_utils.cpp:71] Reading file ...``), the profiler's start and stop lines. Python's
+    own output in the block is flushed first and is not affected afterwards.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    saved = [os.dup(1), os.dup(2)]
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, devnull):
+            os.close(fd)

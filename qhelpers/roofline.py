@@ -35,9 +35,7 @@ ONNX Runtime's ``MatMulNBits`` on the same weights is in :mod:`qhelpers.runtimes
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import os
 import statistics
 import time
 from dataclasses import dataclass
@@ -47,7 +45,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .bench import payload_bytes
+from .bench import native_logs_silenced, payload_bytes
 from .checks import check_int, check_module, check_positive, check_tensor, describe
 
 __all__ = ["cache_sizes", "read_bandwidth", "linear_stack", "stack_weights", "roofline_ms", "roofline_share", "Step",
@@ -270,24 +268,6 @@ def module_step(model: nn.Module, dtype: torch.dtype = torch.float32) -> Step:
     return Step(model, payload_bytes(model), _check_dtype(dtype))
 
 
-@contextlib.contextmanager
-def _quiet_fd2():
-    """Silence file descriptor 2 (C++ code's stderr: the profiler's start/stop lines) inside the block."""
-    try:
-        saved = os.dup(2)
-    except OSError:  # pragma: no cover - no stderr at all
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
 def top_ops(fn: Callable[[torch.Tensor], object], x: torch.Tensor, *, steps: int = 3, top: int = 3) -> list[dict]:
     """The ``top`` ATen ops by self CPU time over ``steps`` calls of ``fn(x)`` (after one warm-up call), recorded with
     ``torch.profiler``: ``{"op", "calls per step", "ms per step", "share"}`` each (share: of all ATen ops' self
@@ -304,7 +284,7 @@ def top_ops(fn: Callable[[torch.Tensor], object], x: torch.Tensor, *, steps: int
     top = check_int("top", top, 1)
     with torch.inference_mode():
         fn(x)
-        with _quiet_fd2(), profile(activities=[ProfilerActivity.CPU]) as prof:
+        with native_logs_silenced(), profile(activities=[ProfilerActivity.CPU]) as prof:
             for _ in range(steps):
                 fn(x)
     events = sorted((e for e in prof.key_averages() if e.key.startswith("aten::")), key=lambda e: -e.self_cpu_time_total)

@@ -43,12 +43,13 @@ from torch import Tensor, nn
 
 from .checks import check_flag, check_int, check_module, describe
 from .ptq import check_calibration
+from .bench import native_logs_silenced
 from .serialization import FunctionModule
 
 __all__ = [
     "INPUT_NAME", "CALIBRATION_METHODS", "QUANT_TYPES", "export_onnx", "preprocess_onnx", "CalibrationReader",
     "quantize_onnx_static", "quantize_onnx_dynamic", "ort_session", "ort_module", "ort_op_counts",
-    "executorch_version", "native_logs_silenced", "quantize_xnnpack", "save_executorch", "executorch_module",
+    "executorch_version", "quantize_xnnpack", "save_executorch", "executorch_module",
     "onnx_linear_stack", "MATMUL_NBITS_BITS", "quantize_matmul_nbits", "initializer_bytes",
 ]
 
@@ -349,32 +350,6 @@ def executorch_version() -> str | None:
         return version("executorch")
     except PackageNotFoundError:
         return None
-
-
-@contextlib.contextmanager
-def native_logs_silenced():
-    """Discard what C++ code writes to the process's standard output and error inside the block.
-
-    ExecuTorch's thread pool and its XNNPACK delegate, when they start, log their probing of the CPU
-    (``[cpuinfo_utils.cpp:71] Reading file ...``) straight to file descriptor 2, past Python's ``sys.stderr``:
-    a notebook would show it. Python's
-    own output in the block is flushed first and is not affected afterwards.
-    """
-    import sys
-
-    for stream in (sys.stdout, sys.stderr):
-        stream.flush()
-    saved = [os.dup(1), os.dup(2)]
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 1)
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for fd in (*saved, devnull):
-            os.close(fd)
 
 
 def _require_executorch() -> None:

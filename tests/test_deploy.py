@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from qhelpers import models, ptq, runtimes, serialization
+from qhelpers import bench, models, ptq, runtimes, serialization
 from qhelpers.serialization import Builder
 
 X = torch.randn(6, 1, 28, 28, generator=torch.Generator().manual_seed(0))
@@ -343,7 +343,7 @@ def test_executorch_runs_the_xnnpack_int8_program(cnn, tmp_path):
 def test_native_logs_silenced_discards_file_descriptor_output_and_restores_it(capfd):
     import os
 
-    with runtimes.native_logs_silenced():
+    with bench.native_logs_silenced():
         os.write(2, b"[cpuinfo_utils.cpp:71] Reading file\n")
         os.write(1, b"native stdout\n")
     os.write(2, b"after\n")
