@@ -215,7 +215,8 @@ def test_cli_check_and_list(book_path, capsys):
     assert "2 chapters" in out and "bits (int one of 2, 4, 8; default 8): bit-width" in out and "profile smoke: bits=4" in out
 
 
-MNIST_CNN = dict(dataset="mnist", epochs=3, train_subset=0, calibration_batches=10, qat_epochs=1, seed=0, bits=0)
+MNIST_CNN = dict(dataset="mnist", epochs=3, train_subset=0, calibration_batches=10, qat_epochs=1, seed=0, bits=0,
+                 compile_models=True, latency_repeats=10)
 
 
 @pytest.mark.parametrize("change,match", [

@@ -174,7 +174,9 @@ def test_a_fresh_process_reloads_the_pt2e_program_bit_for_bit(q_pt2e, tmp_path):
     assert 0 < r.warm_load_s <= r.load_s < r.process_s
 
 
-def test_one_fresh_process_reloads_several_files_in_order(q_pt2e, cnn, tmp_path):
+def test_one_fresh_process_reloads_several_files_in_order(q_pt2e, tmp_path):
+    torch.manual_seed(1)
+    cnn = models.SimpleCNN().eval()  # (its own: other tests may change the module's fixture)
     serialization.save_exported(q_pt2e, EXAMPLE, tmp_path / "pt2e.pt2")
     serialization.save_state_dict(cnn, tmp_path / "float.pt")
     both = serialization.reload_all_in_fresh_process(
@@ -198,10 +200,12 @@ def test_reload_all_names_the_file_that_failed_and_checks_first(cnn, tmp_path):
         serialization.reload_all_in_fresh_process([good, good], [X])
 
 
-def test_reload_all_takes_one_input_batch_per_file(cnn, tmp_path):
+def test_reload_all_takes_one_input_batch_per_file(tmp_path):
     """A CNN on images and a GPT with torchao weights on token ids, in one fresh process."""
     from torchao.quantization import Int8WeightOnlyConfig, quantize_
 
+    torch.manual_seed(2)
+    cnn = models.SimpleCNN().eval()
     from qhelpers import transformer
 
     fields = {"vocab_size": 11, "n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 8}
