@@ -531,14 +531,24 @@ def matmul_latency(n: int = 512, *, repeats: int = 30, threads: int = 2) -> dict
     }
 
 
+def _flush_c_streams() -> None:
+    import ctypes
+
+    try:
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError):  # pragma: no cover - no C library to ask
+        pass
+
+
 @contextlib.contextmanager
 def native_logs_silenced():
     """Discard what C++ code writes to the process's standard output and error inside the block.
 
     C++ libraries log straight to file descriptors 1 and 2, past Python's ``sys.stdout``/``sys.stderr``, so a
     notebook would show it: ExecuTorch's thread pool and XNNPACK delegate probing the CPU when they start
-    (``[cpuinfo_utils.cpp:71] Reading file ...``), the profiler's start and stop lines. Python's
-    own output in the block is flushed first and is not affected afterwards.
+    (``[cpuinfo_utils.cpp:71] Reading file ...``, through Python's ``sys.stderr`` when it runs in a Jupyter kernel),
+    the profiler's start and stop lines. Python's own output in the block is discarded too; what was printed
+    before it is flushed first.
     """
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
@@ -547,8 +557,10 @@ def native_logs_silenced():
     try:
         os.dup2(devnull, 1)
         os.dup2(devnull, 2)
-        yield
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield  # (pybind11 code may log through Python's sys.stderr instead: a Jupyter kernel shows that one)
     finally:
+        _flush_c_streams()  # (C's buffered stdout/stderr, e.g. in a Jupyter kernel, are emptied into the discard too)
         os.dup2(saved[0], 1)
         os.dup2(saved[1], 2)
         for fd in (*saved, devnull):
