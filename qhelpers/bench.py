@@ -19,10 +19,10 @@ from __future__ import annotations
 import contextlib
 import io
 import math
-import os
-import sys
 import numbers
+import os
 import statistics
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+from pathlib import Path
 from typing import Callable, Iterable
 
 import torch
 from torch import Tensor, nn
 
 __all__ = ["check_int", "check_flag", "check_module", "check_float_model", "SEED_MAX", "check_tensor",
-           "check_number", "check_positive", "check_function", "check_dict", "check_selected", "linear_layers"]
+           "check_number", "check_positive", "check_function", "check_dict", "check_selected", "linear_layers",
+           "check_file"]
 
 SEED_MAX = 2**32 - 1  # NumPy's limit, so that one seed works for every library the course seeds
 
@@ -183,3 +186,16 @@ def check_selected(names: list[str], model: nn.Module, include: Callable, what: 
     about = f" ({doc[0].replace('``', '').rstrip('.')})" if doc else ""
     raise ValueError(f"{what}={label}{about} selected no layer of the {type(model).__name__}; {linear_layers(model)}. "
                      f"Pass {what}=lambda name, module: ... choosing the layers to use")
+
+
+def check_file(path: object, what: str = "path", *, exists: bool) -> Path:
+    """``path`` as a ``Path``: with ``exists``, a file to read (it must be there); else a file to write (its folder must
+    be there). A TypeError for a path that is not a str or ``os.PathLike``, a FileNotFoundError otherwise."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{what} must be a file path (str or pathlib.Path), not {describe(path)}")
+    p = Path(path)
+    if exists and not p.is_file():
+        raise FileNotFoundError(f"{what} {p} does not exist (or is not a file): save the model there first")
+    if not exists and not p.parent.is_dir():
+        raise FileNotFoundError(f"the folder {p.parent} does not exist: create it first")
+    return p

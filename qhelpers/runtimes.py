@@ -41,9 +41,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .checks import check_flag, check_int, check_module, describe
-from .ptq import check_calibration
 from .bench import native_logs_silenced
+from .checks import check_file, check_flag, check_int, check_module, describe
+from .ptq import check_calibration
 from .serialization import FunctionModule
 
 __all__ = [
@@ -56,24 +56,6 @@ __all__ = [
 INPUT_NAME = "input"  # the ONNX input name export_onnx gives the model's one input
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 QUANT_TYPES = ("uint8", "int8")
-
-
-def _check_file(path: object, what: str = "path") -> Path:
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"{what} must be a file path (str or pathlib.Path), not {describe(path)}")
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{what} {p} does not exist: write the model there first")
-    return p
-
-
-def _check_out(path: object, what: str = "path") -> Path:
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"{what} must be a file path (str or pathlib.Path), not {describe(path)}")
-    p = Path(path)
-    if not p.parent.is_dir():
-        raise FileNotFoundError(f"the folder {p.parent} does not exist: create it first")
-    return p
 
 
 def _check_example(example_inputs: object) -> tuple[Tensor]:
@@ -96,7 +78,7 @@ def export_onnx(model: nn.Module, example_inputs: tuple, path: str | os.PathLike
     """
     check_module(model)
     _check_example(example_inputs)
-    p = _check_out(path)
+    p = check_file(path, exists=False)
     batch = torch.export.Dim("batch", min=1, max=1024)
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         # A PT2E module reports training=True (its eval() cannot change the graph); there is nothing to switch off.
@@ -111,7 +93,7 @@ def preprocess_onnx(src: str | os.PathLike, dst: str | os.PathLike) -> int:
     """ORT's ``quant_pre_process``: shape inference and graph optimization (batch norms folded) before quantizing; bytes."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    s, d = _check_file(src, "src"), _check_out(dst, "dst")
+    s, d = check_file(src, "src", exists=True), check_file(dst, "dst", exists=False)
     quant_pre_process(str(s), str(d))
     return d.stat().st_size
 
@@ -174,7 +156,7 @@ def quantize_onnx_static(
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, quantize_static
 
-    s, d = _check_file(src, "src"), _check_out(dst, "dst")
+    s, d = check_file(src, "src", exists=True), check_file(dst, "dst", exists=False)
     if method not in CALIBRATION_METHODS:
         raise ValueError(f"unknown calibration method {method!r}; choose one of {list(CALIBRATION_METHODS)}")
     check_flag("per_channel", per_channel)
@@ -198,7 +180,7 @@ def quantize_onnx_dynamic(src: str | os.PathLike, dst: str | os.PathLike, *, per
     """
     from onnxruntime.quantization import quantize_dynamic
 
-    s, d = _check_file(src, "src"), _check_out(dst, "dst")
+    s, d = check_file(src, "src", exists=True), check_file(dst, "dst", exists=False)
     check_flag("per_channel", per_channel)
     check_flag("reduce_range", reduce_range)
     quantize_dynamic(str(s), str(d), per_channel=per_channel, reduce_range=reduce_range,
@@ -214,7 +196,7 @@ def ort_session(path, *, threads: int = 2, optimized_path: str | os.PathLike | N
     """
     import onnxruntime as ort
 
-    p = path.SerializeToString() if _is_model_proto(path) else str(_check_file(path))
+    p = path.SerializeToString() if _is_model_proto(path) else str(check_file(path, exists=True))
     check_int("threads", threads, 1)
     options = ort.SessionOptions()
     options.intra_op_num_threads = int(threads)
@@ -223,7 +205,7 @@ def ort_session(path, *, threads: int = 2, optimized_path: str | os.PathLike | N
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # errors only (not the warning that an optimized graph is CPU-specific)
     if optimized_path is not None:
-        options.optimized_model_filepath = str(_check_out(optimized_path, "optimized_path"))
+        options.optimized_model_filepath = str(check_file(optimized_path, "optimized_path", exists=False))
     return ort.InferenceSession(p, options, providers=["CPUExecutionProvider"])
 
 
@@ -398,7 +380,7 @@ def save_executorch(model: nn.Module, example_inputs: tuple, path: str | os.Path
     check_module(model)
     _check_example(example_inputs)
     check_int("max_batch", max_batch, 2)
-    p = _check_out(path)
+    p = check_file(path, exists=False)
     batch = torch.export.Dim("batch", min=1, max=int(max_batch))
     program = torch.export.export(model, example_inputs, dynamic_shapes=({0: batch},))
     lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch()
@@ -415,7 +397,7 @@ def executorch_module(path: str | os.PathLike, *, threads: int = 2) -> FunctionM
     from executorch.extension.pybindings import portable_lib
     from executorch.runtime import Runtime
 
-    p = _check_file(path)
+    p = check_file(path, exists=True)
     check_int("threads", threads, 1)
     with native_logs_silenced():  # (the thread pool's first use logs the CPU it probes)
         if portable_lib._threadpool_get_thread_count() != threads:

@@ -17,7 +17,7 @@ A quantized model is only useful once it leaves the process that made it. PyTorc
   torch's runtime (``torch._inductor.aoti_load_package``) only.
 
 The check of a format is a round trip: save in this process, load and run in a *fresh* one
-(:func:`reload_in_fresh_process` runs ``python -m qhelpers.serialization load ...``), where nothing of the
+(:func:`reload_in_fresh_process` runs ``python -m qhelpers.serialization load-all ...``), where nothing of the
 saving process (imported modules, registered classes, caches) can help, and compare the outputs with
 :func:`bit_identical` (``torch.equal``: same dtype, same shape, every bit the same).
 
@@ -48,7 +48,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from .checks import check_flag, check_int, check_module, describe
+from .checks import check_file, check_flag, check_int, check_module, describe
 
 __all__ = [
     "SAVE_FORMATS", "FLOWS", "Builder", "FunctionModule", "quantized_skeleton", "without_unused_tensors",
@@ -222,17 +222,6 @@ class FunctionModule(nn.Module):
 
 # --- saving -----------------------------------------------------------------------------------------------------
 
-def _check_path(path: object, *, exists: bool = False) -> Path:
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path must be a file path (str or pathlib.Path), not {describe(path)}")
-    p = Path(path)
-    if exists and not p.is_file():
-        raise FileNotFoundError(f"{p} does not exist (or is not a file): save the model there first")
-    if not exists and not p.parent.is_dir():
-        raise FileNotFoundError(f"the folder {p.parent} does not exist: create it first")
-    return p
-
-
 def _check_inputs(example_inputs: object) -> tuple:
     if not isinstance(example_inputs, tuple) or not example_inputs or not all(isinstance(t, Tensor) for t in example_inputs):
         raise TypeError(f"example_inputs must be a non-empty tuple of input tensors, e.g. (x[:2],), not {describe(example_inputs)}")
@@ -242,7 +231,7 @@ def _check_inputs(example_inputs: object) -> tuple:
 def save_state_dict(model: nn.Module, path: str | os.PathLike) -> int:
     """``torch.save(model.state_dict(), path)``; returns the file's bytes."""
     check_module(model)
-    p = _check_path(path)
+    p = check_file(path, exists=False)
     torch.save(model.state_dict(), p)
     return p.stat().st_size
 
@@ -258,7 +247,7 @@ def save_safetensors(model: nn.Module, path: str | os.PathLike) -> int:
     from torchao.prototype.safetensors.safetensors_support import flatten_tensor_state_dict
 
     check_module(model)
-    p = _check_path(path)
+    p = check_file(path, exists=False)
     state = model.state_dict()
     for name, t in state.items():
         if not isinstance(t, Tensor) or t.is_quantized:
@@ -287,7 +276,7 @@ def save_exported(model: nn.Module, example_inputs: tuple, path: str | os.PathLi
     For a PT2E model the tensors the graph does not read are dropped first (:func:`without_unused_tensors`).
     ``dynamic_batch`` keeps the batch dimension free, so one file serves every batch size.
     """
-    p = _check_path(path)
+    p = check_file(path, exists=False)
     torch.export.save(_exported(model, example_inputs, dynamic_batch), p)
     return p.stat().st_size
 
@@ -307,7 +296,7 @@ def save_aoti(model: nn.Module, example_inputs: tuple, path: str | os.PathLike, 
     convolution's output layout is assumed wrongly; ``torch.compile(dynamic=True)`` of the same model stops
     with "expected size 64==64, stride 1==784 at dim=1". Check a dynamic package against the model.
     """
-    p = _check_path(path)
+    p = check_file(path, exists=False)
     program = _exported(model, example_inputs, dynamic_batch)
     if p.exists():
         p.unlink()  # (the packager appends to an existing archive)
@@ -326,7 +315,7 @@ def load(fmt: str, path: str | os.PathLike, builder: Builder | None = None) -> n
     """
     if fmt not in SAVE_FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {list(SAVE_FORMATS)}")
-    p = _check_path(path, exists=True)
+    p = check_file(path, exists=True)
     needs_code = fmt in ("state_dict", "safetensors")
     if needs_code and not isinstance(builder, Builder):
         raise TypeError(f"format {fmt!r} stores tensors only: pass builder=Builder(...), the code that rebuilds the model, "
@@ -376,8 +365,8 @@ def reload_in_fresh_process(fmt: str, path: str | os.PathLike, inputs: Tensor, b
                             threads: int = 2, timeout_s: float = 600.0) -> Reloaded:
     """Load ``path`` in a new Python process and run it on ``inputs`` there: :class:`Reloaded`.
 
-    The process runs ``python -m qhelpers.serialization load FORMAT PATH INPUTS OUTPUT [--builder JSON]``
-    (see :func:`main`), which calls :func:`load` and writes the outputs to a file; nothing of this process
+    The process runs ``python -m qhelpers.serialization load-all FILES INPUTS OUTPUT`` (see :func:`main`), which
+    calls :func:`load` and writes the outputs to a file; nothing of this process
     (imports, registered classes, compiled code in memory) reaches it. A failure raises a RuntimeError
     with the last line of its error output.
     """
@@ -406,7 +395,7 @@ def reload_all_in_fresh_process(files: Sequence[tuple[str, str | os.PathLike, Bu
         fmt, path, builder = item
         if fmt not in SAVE_FORMATS:
             raise ValueError(f"unknown format {fmt!r}; choose one of {list(SAVE_FORMATS)}")
-        _check_path(path, exists=True)
+        check_file(path, exists=True)
         if builder is not None and not isinstance(builder, Builder):
             raise TypeError(f"builder must be a Builder or None, not {describe(builder)}")
         jobs.append({"format": fmt, "path": str(path), "builder": builder.to_json() if builder is not None else None})
@@ -468,33 +457,24 @@ def _load_and_run(fmt: str, path: str, builder: Builder | None, x: Tensor) -> di
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m qhelpers.serialization load FORMAT PATH INPUTS OUTPUT [--builder JSON] [--threads N]``, or
-    ``load-all FILES_JSON INPUTS OUTPUT [--threads N]`` (a JSON list of ``{"format", "path", "builder"}``; INPUTS holds
-    a list of input batches, one per file).
+    """``python -m qhelpers.serialization load-all FILES_JSON INPUTS OUTPUT [--threads N]``: FILES_JSON is a JSON
+    list of ``{"format", "path", "builder"}`` (``builder``: ``Builder.to_json()`` or null), INPUTS a saved list of
+    input batches, one per file.
 
     Loads each file with :func:`load` twice (timed: the first load imports what the format needs, the second
-    only reads and builds), runs the first model on the tensor saved in ``INPUTS`` (timed) and saves
-    ``{"outputs", "load_s", "warm_load_s", "first_call_s"}`` (``load``) or a list of them (``load-all``) to ``OUTPUT``.
+    only reads and builds), runs the first model on its input batch (timed) and saves the list of
+    ``{"outputs", "load_s", "warm_load_s", "first_call_s"}`` to ``OUTPUT``.
     """
     parser = argparse.ArgumentParser(prog=f"python -m {_MODULE}", description=main.__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    one = sub.add_parser("load", help="load a saved model and run it on saved inputs")
-    one.add_argument("format", choices=SAVE_FORMATS)
-    one.add_argument("path")
-    every = sub.add_parser("load-all", help="load several saved models, one after the other, and run each on saved inputs")
+    every = sub.add_parser("load-all", help="load saved models, one after the other, and run each on its saved inputs")
     every.add_argument("files", help="a JSON file: a list of {format, path, builder}")
-    for cmd in (one, every):
-        cmd.add_argument("inputs")
-        cmd.add_argument("output")
-        cmd.add_argument("--threads", type=int, default=2)
-    one.add_argument("--builder", default=None, help="Builder.to_json() of the model's code (state_dict, safetensors)")
+    every.add_argument("inputs", help="a torch.save'd list of input batches, one per file")
+    every.add_argument("output")
+    every.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     x = torch.load(args.inputs, weights_only=True)
-    if args.command == "load":
-        builder = Builder.from_json(args.builder) if args.builder else None
-        torch.save(_load_and_run(args.format, args.path, builder, x), args.output)
-        return 0
     jobs = json.loads(Path(args.files).read_text())  # x: one input batch per file
     torch.save([_load_and_run(j["format"], j["path"], Builder.from_json(j["builder"]) if j["builder"] else None, xj)
                 for j, xj in zip(jobs, x)], args.output)
